@@ -1,6 +1,207 @@
 package domainstats
 
-import "time"
+import (
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
 
-// Record adds one event: machine contacted domain at time at.
-func (s *Store) Record(domain, machine string, at time.Time) error { panic("TODO") }
+	"golang.org/x/text/cases"
+)
+
+// shardCount is the number of independently locked parts of the write
+// buffer. Record locks one of them, chosen by domain, so writers on
+// different domains rarely wait for each other.
+const shardCount = 64
+
+// pendingPair is one machine seen in one hour.
+type pendingPair struct {
+	machine uint64
+	hour    uint32
+}
+
+// pendingDomain holds the buffered events of one domain.
+type pendingDomain struct {
+	pairs map[pendingPair]struct{}
+	hours map[uint32]*hourSpan
+
+	// lastSpan is the span of the most recently recorded hour, which most
+	// events share; it saves a map lookup.
+	lastSpan *hourSpan
+}
+
+func newPendingDomain() *pendingDomain {
+	return &pendingDomain{
+		pairs: make(map[pendingPair]struct{}),
+		hours: make(map[uint32]*hourSpan),
+	}
+}
+
+// add buffers one event and returns how many new entries it created.
+func (p *pendingDomain) add(machine uint64, hour uint32, millis int64) int {
+	added := 0
+	key := pendingPair{machine: machine, hour: hour}
+	if _, ok := p.pairs[key]; !ok {
+		p.pairs[key] = struct{}{}
+		added++
+	}
+
+	span := p.lastSpan
+	if span == nil || span.hour != hour {
+		span = p.hours[hour]
+		if span == nil {
+			span = &hourSpan{hour: hour, first: millis, last: millis}
+			p.hours[hour] = span
+			added++
+		}
+		p.lastSpan = span
+	}
+	span.first = min(span.first, millis)
+	span.last = max(span.last, millis)
+	return added
+}
+
+// merge adds everything buffered in other to p.
+func (p *pendingDomain) merge(other *pendingDomain) {
+	for key := range other.pairs {
+		p.pairs[key] = struct{}{}
+	}
+	for hour, span := range other.hours {
+		mine := p.hours[hour]
+		if mine == nil {
+			copied := *span
+			p.hours[hour] = &copied
+			continue
+		}
+		mine.first = min(mine.first, span.first)
+		mine.last = max(mine.last, span.last)
+	}
+}
+
+func (p *pendingDomain) size() int { return len(p.pairs) + len(p.hours) }
+
+// bufferShard is one independently locked part of the write buffer.
+type bufferShard struct {
+	mu      sync.Mutex
+	domains map[string]*pendingDomain // guarded by mu
+	entries int                       // guarded by mu: pairs plus hours buffered
+	newest  int64                     // guarded by mu: newest event, Unix ms
+	closed  bool                      // guarded by mu: set by Close
+
+	// Padding keeps neighbouring shards' locks on separate cache lines.
+	_ [64]byte
+}
+
+// Record adds one event: machine contacted domain at time at. The domain is
+// normalized as NormalizeDomain describes, and the machine ID is compared
+// after trimming spaces and folding case. Events may arrive in any order and
+// any time zone, and recording the same event twice changes nothing.
+//
+// Record buffers the event in memory; it becomes durable at the next flush.
+// Stats sees it at once. Events older than the retention, counted back from
+// the newest event recorded, are dropped at the flush.
+func (s *Store) Record(domain, machine string, at time.Time) error {
+	name, err := NormalizeDomain(domain)
+	if err != nil {
+		return err
+	}
+	machineHash, err := hashMachine(machine)
+	if err != nil {
+		return err
+	}
+	millis := at.UnixMilli()
+	if at.IsZero() || millis < 0 || millis/millisPerHour > 1<<32-1 {
+		return fmt.Errorf("%w %s for domain %q", ErrInvalidTime, at.Format(time.RFC3339Nano), name)
+	}
+	hour := uint32(millis / millisPerHour)
+
+	shard := s.shardFor(name)
+	for {
+		shard.mu.Lock()
+		if shard.closed {
+			shard.mu.Unlock()
+			return ErrClosed
+		}
+		if shard.entries < s.hardShardLimit {
+			break
+		}
+
+		// The flusher has fallen behind: flush here, so that buffered
+		// memory stays bounded, and report the failure without buffering
+		// more when it cannot be written.
+		shard.mu.Unlock()
+		if err := s.Flush(); err != nil {
+			return fmt.Errorf("domainstats: write buffer full and flush failed: %w", err)
+		}
+	}
+
+	pending := shard.domains[name]
+	if pending == nil {
+		pending = newPendingDomain()
+		shard.domains[strings.Clone(name)] = pending
+	}
+	shard.entries += pending.add(machineHash, hour, millis)
+	shard.newest = max(shard.newest, millis)
+	full := shard.entries >= s.softShardLimit
+	shard.mu.Unlock()
+
+	if full {
+		s.requestFlush()
+	}
+	return nil
+}
+
+// shardFor returns the buffer shard that holds the domain name.
+func (s *Store) shardFor(name string) *bufferShard {
+	return &s.shards[maphash.String(s.shardSeed, name)%shardCount]
+}
+
+// hashMachine returns a 64-bit hash of the machine ID after trimming spaces
+// and folding case. The hash is stable across processes and versions,
+// because stored records keep it.
+func hashMachine(machine string) (uint64, error) {
+	id := strings.TrimSpace(machine)
+	if id == "" {
+		return 0, fmt.Errorf("%w: empty machine ID", ErrInvalidMachine)
+	}
+
+	if isASCII(id) {
+		return hashFoldedASCII(id), nil
+	}
+	if !utf8.ValidString(id) {
+		return 0, fmt.Errorf("%w %q: not valid UTF-8", ErrInvalidMachine, machine)
+	}
+	return hashFoldedASCII(cases.Fold().String(id)), nil
+}
+
+// hashFoldedASCII hashes s with FNV-1a, folding ASCII upper case to lower
+// case on the way, then mixes the result with the SplitMix64 finalizer so
+// that every output bit depends on every input bit, as HyperLogLog needs.
+func hashFoldedASCII(s string) uint64 {
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return mix64(h)
+}
+
+// mix64 is the SplitMix64 finalizer.
+func mix64(h uint64) uint64 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}

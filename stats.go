@@ -2,7 +2,10 @@ package domainstats
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Stats is the answer to "how many distinct machines contacted this domain,
@@ -30,6 +33,10 @@ var (
 	// after trimming spaces.
 	ErrInvalidMachine = errors.New("domainstats: invalid machine")
 
+	// ErrInvalidTime is returned by Record for a zero time, a time before
+	// the Unix epoch or one too far in the future to store.
+	ErrInvalidTime = errors.New("domainstats: invalid event time")
+
 	// ErrInvalidLookBack is returned by StatsLookBack when the look-back is
 	// zero, negative or longer than the store's retention.
 	ErrInvalidLookBack = errors.New("domainstats: invalid look-back")
@@ -53,7 +60,213 @@ func (s *Store) Stats(domain string) (Stats, error) {
 }
 
 // StatsLookBack returns the statistics of domain over the window of
-// lookBack that ends at Options.Now.
+// lookBack that ends at Options.Now. It includes events recorded but not yet
+// flushed.
+//
+// The window is made of whole hours of UTC: it is the lookBack hours,
+// rounded up, that end with the hour containing Now. So with Now at 10:20
+// and a look-back of 2 hours, the window runs from 09:00 to 10:59:59.999,
+// and events later in Now's hour count too. Hours older than the retention
+// cutoff never count.
+//
+// A lookBack that is zero, negative or longer than the retention returns
+// an error wrapping ErrInvalidLookBack. A domain with no event in the
+// window returns an error wrapping ErrNotFound.
 func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (Stats, error) {
-	panic("TODO")
+	if s.closed.Load() {
+		return Stats{}, ErrClosed
+	}
+	name, err := NormalizeDomain(domain)
+	if err != nil {
+		return Stats{}, err
+	}
+	if lookBack <= 0 || lookBack > s.Retention() {
+		return Stats{}, fmt.Errorf("%w %s: must be positive and at most the retention of %s",
+			ErrInvalidLookBack, lookBack, s.Retention())
+	}
+
+	w, ok := s.window(lookBack)
+	if !ok {
+		return Stats{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+
+	// Read the buffer before the file: a flush moves events from the
+	// buffer to the file, never back, unless it fails and the file is
+	// unchanged.
+	var acc windowAccumulator
+	s.addPending(name, w, &acc)
+	generation := s.cache.currentGeneration()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return s.addStored(tx, name, w, generation, &acc)
+	})
+	if err != nil {
+		return Stats{}, s.viewError(err)
+	}
+
+	if !acc.found {
+		return Stats{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return Stats{
+		Host:          name,
+		OrgPrevalence: max(acc.prevalence, 1),
+		OrgFirstSeen:  time.UnixMilli(acc.first).UTC(),
+		OrgLastSeen:   time.UnixMilli(acc.last).UTC(),
+	}, nil
+}
+
+// hourWindow is an inclusive range of hours since the Unix epoch.
+type hourWindow struct {
+	start, end uint32
+}
+
+func (w hourWindow) contains(hour uint32) bool { return hour >= w.start && hour <= w.end }
+
+// window returns the hours of a look-back ending at Now, clipped to the
+// retention, and false when nothing is left of it.
+func (s *Store) window(lookBack time.Duration) (hourWindow, bool) {
+	nowMillis := s.now().UnixMilli()
+	if nowMillis < 0 {
+		return hourWindow{}, false
+	}
+	end := uint32(min(nowMillis/millisPerHour, 1<<32-1))
+	hours := uint32((lookBack + time.Hour - 1) / time.Hour)
+
+	var start uint32
+	if end+1 > hours {
+		start = end + 1 - hours
+	}
+	start = max(start, s.cutoffHour(s.newestMillis()))
+	return hourWindow{start: start, end: end}, start <= end
+}
+
+// windowAccumulator gathers one domain's statistics over a window from the
+// buffer and the file.
+type windowAccumulator struct {
+	found       bool
+	first, last int64
+
+	// pendingMachines are buffered machines active in the window; the
+	// stored ones are counted only when not among them.
+	pendingMachines map[uint64]struct{}
+	prevalence      int64
+}
+
+func (a *windowAccumulator) addSpan(span hourSpan) {
+	if !a.found {
+		a.found = true
+		a.first, a.last = span.first, span.last
+		return
+	}
+	a.first = min(a.first, span.first)
+	a.last = max(a.last, span.last)
+}
+
+// addPending adds the buffered events of name, in the shards and in a
+// running flush.
+func (s *Store) addPending(name string, w hourWindow, acc *windowAccumulator) {
+	add := func(pending *pendingDomain) {
+		for hour, span := range pending.hours {
+			if w.contains(hour) {
+				acc.addSpan(*span)
+			}
+		}
+		for pair := range pending.pairs {
+			if !w.contains(pair.hour) {
+				continue
+			}
+			if acc.pendingMachines == nil {
+				acc.pendingMachines = make(map[uint64]struct{})
+			}
+			acc.pendingMachines[pair.machine] = struct{}{}
+		}
+	}
+
+	shard := s.shardFor(name)
+	shard.mu.Lock()
+	if pending := shard.domains[name]; pending != nil {
+		add(pending)
+	}
+	shard.mu.Unlock()
+
+	s.pendingMu.RLock()
+	if pending := s.inflight[name]; pending != nil {
+		add(pending)
+	}
+	s.pendingMu.RUnlock()
+}
+
+// addStored adds the stored record of name to acc and sets its prevalence.
+func (s *Store) addStored(tx *bolt.Tx, name string, w hourWindow, generation uint64, acc *windowAccumulator) error {
+	data := tx.Bucket(domainsBucket).Get([]byte(name))
+	if data == nil {
+		acc.prevalence = int64(len(acc.pendingMachines))
+		return nil
+	}
+
+	r, mode, err := openRecord(data)
+	if err != nil {
+		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, err)
+	}
+	base := r.hourSpans(func(span hourSpan) {
+		if w.contains(span.hour) {
+			acc.addSpan(span)
+		}
+	})
+
+	if mode == modeSketch {
+		if r.err == nil && r.pos != len(r.data) {
+			r.fail(errTrailing)
+		}
+		if r.err != nil {
+			return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, r.err)
+		}
+		merged, err := s.windowSketch(tx, name, w.start, w.end, generation)
+		if err != nil {
+			return err
+		}
+		if len(acc.pendingMachines) > 0 {
+			merged = merged.Clone()
+			for machine := range acc.pendingMachines {
+				merged.InsertHash(machine)
+			}
+		}
+		acc.prevalence = int64(estimate(merged))
+		return nil
+	}
+
+	// Count stored machines active in the window straight from the bytes,
+	// without building the record.
+	count := int64(len(acc.pendingMachines))
+	n := r.count(9)
+	var runs [16]hourRun
+	for i := 0; i < n && r.err == nil; i++ {
+		hash, machineRuns := r.machine(base, runs[:0])
+		if !runsIntersect(machineRuns, w) {
+			continue
+		}
+		if _, pending := acc.pendingMachines[hash]; !pending {
+			count++
+		}
+	}
+	if r.err == nil && r.pos != len(r.data) {
+		r.fail(errTrailing)
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, r.err)
+	}
+	acc.prevalence = count
+	return nil
+}
+
+// runsIntersect reports whether any of the sorted runs overlaps w. It
+// checks the newest run first, because windows mostly end at the present.
+func runsIntersect(runs []hourRun, w hourWindow) bool {
+	for i := len(runs) - 1; i >= 0; i-- {
+		r := runs[i]
+		if r.start > w.end {
+			continue
+		}
+		return r.end >= w.start
+	}
+	return false
 }

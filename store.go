@@ -1,6 +1,26 @@
 package domainstats
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	boltErrors "go.etcd.io/bbolt/errors"
+)
+
+// Defaults applied to zero Options fields.
+const (
+	DefaultRetention        = 30 * 24 * time.Hour
+	DefaultFlushInterval    = time.Second
+	DefaultMaxBufferedPairs = 1_000_000
+	DefaultLockTimeout      = 5 * time.Second
+	DefaultExactLimit       = 16_384
+	DefaultSketchPrecision  = 14
+)
 
 // Options configures a Store. A nil *Options, or a zero field, takes the
 // default given on that field.
@@ -9,52 +29,414 @@ type Options struct {
 	Now func() time.Time
 
 	// Retention is how far back from the newest recorded event data is
-	// kept. If zero, defaults to 30 days.
+	// kept; it is rounded up to whole hours. Measuring it from the newest
+	// event rather than the wall clock keeps replayed old logs. It is also
+	// the longest window StatsLookBack accepts. If zero, defaults to 30
+	// days.
 	Retention time.Duration
 
-	// FlushInterval is how often buffered events are committed. If zero,
-	// defaults to 1 second. A negative value turns the background flush
-	// off, so events are committed only by Flush, Close and the buffer
-	// limit.
+	// FlushInterval is how often the background flush commits buffered
+	// events. If zero, defaults to 1 second. A negative value turns the
+	// background flush off, so events are committed only by Flush, Close
+	// and a full buffer.
 	FlushInterval time.Duration
 
-	// MaxBufferedPairs bounds the buffered (domain, machine, hour) entries.
-	// Reaching it triggers an early flush. If zero, defaults to 1,000,000.
+	// MaxBufferedPairs bounds the write buffer, counted in distinct
+	// (domain, machine, hour) and (domain, hour) entries. Reaching it
+	// triggers an early flush, and at twice the bound Record flushes
+	// before it returns. If zero, defaults to 1,000,000, about 100 MB.
 	MaxBufferedPairs int
 
 	// LockTimeout is how long Open waits for another process to release
 	// the file. If zero, defaults to 5 seconds.
 	LockTimeout time.Duration
 
-	// ExactLimit is the number of distinct machines per domain up to which
-	// counts are exact. Above it the domain switches to HyperLogLog
-	// sketches. If zero, defaults to 16,384.
+	// ExactLimit is the number of distinct machines per domain, within
+	// the retention, up to which counts are exact. Above it the domain
+	// switches to hourly HyperLogLog sketches for good. If zero, defaults
+	// to 16,384.
 	ExactLimit int
+
+	// SketchPrecision is the HyperLogLog precision p, from 4 to 18, of
+	// sketch-mode domains: 2^p registers and a standard error of about
+	// 1.04/sqrt(2^p), 0.8% at the default of 14. It applies to domains
+	// that switch to sketches after the file is created; changing it
+	// later keeps existing sketches at their precision. If zero, defaults
+	// to 14.
+	SketchPrecision uint8
+
+	// OnFlushError, if set, is called with the error of each failed
+	// background flush. The events stay buffered for the next flush.
+	OnFlushError func(error)
 }
 
 // Store records domain events and answers statistics from a bbolt file.
 // A Store is safe for concurrent use by multiple goroutines.
-type Store struct{}
+type Store struct {
+	db   *bolt.DB
+	path string
 
-// Open opens or creates the store file at path.
-func Open(path string, opts *Options) (*Store, error) { panic("TODO") }
+	now             func() time.Time
+	retentionHours  uint32
+	exactLimit      int
+	precision       uint8
+	softShardLimit  int
+	hardShardLimit  int
+	onFlushError    func(error)
+	flushInterval   time.Duration
+	shardSeed       maphash.Seed
+	shards          [shardCount]bufferShard
+	closed          atomic.Bool
+	flushRequested  chan struct{}
+	stopFlusher     chan struct{}
+	flusherFinished chan struct{}
 
-// Flush commits every buffered event in one transaction.
-func (s *Store) Flush() error { panic("TODO") }
+	// flushMu serializes flushes, and Close with them.
+	flushMu sync.Mutex
 
-// Close flushes, then releases the file.
-func (s *Store) Close() error { panic("TODO") }
+	// pendingMu guards inflight and checkpoints.
+	pendingMu sync.RWMutex
+	// inflight is the buffer a running flush is committing. Stats reads it
+	// so that events stay visible between leaving the shards and landing
+	// in the file.
+	inflight map[string]*pendingDomain
+	// checkpoints are set but not yet committed.
+	checkpoints map[string][]byte
 
-// Retention returns how far back from the newest event data is kept.
-func (s *Store) Retention() time.Duration { panic("TODO") }
+	// storedNewest is the newest event committed to the file, Unix ms, or
+	// -1 for an empty store.
+	storedNewest atomic.Int64
 
-// Newest returns the time of the newest event recorded, and false when the
-// store is empty.
-func (s *Store) Newest() (time.Time, bool) { panic("TODO") }
+	cache sketchCache
+}
 
-// SetCheckpoint stores value under key, committed in the same transaction
-// as every event recorded before the call.
-func (s *Store) SetCheckpoint(key string, value []byte) error { panic("TODO") }
+// Names of the buckets and meta keys in the bbolt file.
+var (
+	domainsBucket     = []byte("domains")
+	sketchesBucket    = []byte("sketches")
+	checkpointsBucket = []byte("checkpoints")
+	metaBucket        = []byte("meta")
 
-// Checkpoint returns the value last set under key, or nil.
-func (s *Store) Checkpoint(key string) ([]byte, error) { panic("TODO") }
+	formatKey    = []byte("format")
+	newestKey    = []byte("newest")
+	precisionKey = []byte("precision")
+	sweptKey     = []byte("swept")
+)
+
+// fileFormat is the version of the file layout, stored under the format
+// key of the meta bucket.
+const fileFormat = 1
+
+// Open opens the store file at path, creating it if it does not exist.
+// A nil opts takes the defaults. A file held open by another process makes
+// Open wait up to Options.LockTimeout and then fail.
+func Open(path string, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	s := &Store{
+		path:            path,
+		now:             opts.Now,
+		exactLimit:      opts.ExactLimit,
+		precision:       opts.SketchPrecision,
+		onFlushError:    opts.OnFlushError,
+		flushInterval:   opts.FlushInterval,
+		shardSeed:       maphash.MakeSeed(),
+		flushRequested:  make(chan struct{}, 1),
+		stopFlusher:     make(chan struct{}),
+		flusherFinished: make(chan struct{}),
+		checkpoints:     make(map[string][]byte),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+
+	retention := opts.Retention
+	if retention == 0 {
+		retention = DefaultRetention
+	}
+	if retention < 0 {
+		return nil, fmt.Errorf("domainstats: invalid retention %s: must be positive", retention)
+	}
+	retentionHours := (retention + time.Hour - 1) / time.Hour
+	if retentionHours > 1<<31 {
+		return nil, fmt.Errorf("domainstats: invalid retention %s: too long", retention)
+	}
+	s.retentionHours = uint32(retentionHours)
+
+	if s.exactLimit == 0 {
+		s.exactLimit = DefaultExactLimit
+	}
+	if s.exactLimit < 0 {
+		return nil, fmt.Errorf("domainstats: invalid exact limit %d: must be positive", s.exactLimit)
+	}
+	if s.precision == 0 {
+		s.precision = DefaultSketchPrecision
+	}
+	if s.precision < 4 || s.precision > 18 {
+		return nil, fmt.Errorf("domainstats: invalid sketch precision %d: must be from 4 to 18", s.precision)
+	}
+	if s.flushInterval == 0 {
+		s.flushInterval = DefaultFlushInterval
+	}
+
+	maxBuffered := opts.MaxBufferedPairs
+	if maxBuffered == 0 {
+		maxBuffered = DefaultMaxBufferedPairs
+	}
+	if maxBuffered < 0 {
+		return nil, fmt.Errorf("domainstats: invalid buffer limit %d: must be positive", maxBuffered)
+	}
+	s.softShardLimit = max(1, maxBuffered/shardCount)
+	s.hardShardLimit = 2 * s.softShardLimit
+
+	lockTimeout := opts.LockTimeout
+	if lockTimeout == 0 {
+		lockTimeout = DefaultLockTimeout
+	}
+
+	for i := range s.shards {
+		s.shards[i].domains = make(map[string]*pendingDomain)
+		s.shards[i].newest = -1
+	}
+
+	// NoFreelistSync trades a slower open after a crash for cheaper
+	// commits; the freelist is rebuilt from the pages on open.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        lockTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, boltErrors.ErrTimeout) {
+		return nil, fmt.Errorf("domainstats: open %s: file is locked by another process (waited %s)", path, lockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("domainstats: open %s: %w", path, err)
+	}
+	s.db = db
+
+	// Create the buckets on first use and check the layout of an
+	// existing file before anything writes to it.
+	if err := db.Update(s.initFile); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("domainstats: open %s: %w", path, err)
+	}
+
+	if s.flushInterval > 0 {
+		go s.runFlusher()
+	} else {
+		close(s.flusherFinished)
+	}
+	return s, nil
+}
+
+func (s *Store) initFile(tx *bolt.Tx) error {
+	for _, name := range [][]byte{domainsBucket, sketchesBucket, checkpointsBucket, metaBucket} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(metaBucket)
+
+	format := meta.Get(formatKey)
+	switch {
+	case format == nil:
+		if err := meta.Put(formatKey, []byte{fileFormat}); err != nil {
+			return err
+		}
+	case len(format) != 1 || format[0] != fileFormat:
+		return fmt.Errorf("%w: file format %v is not %d; this file was written by another version", ErrCorrupt, format, fileFormat)
+	}
+
+	// The precision is fixed when the first domain switches to sketches,
+	// because sketches of different precisions cannot be merged.
+	if stored := meta.Get(precisionKey); len(stored) == 1 {
+		s.precision = stored[0]
+	} else if err := meta.Put(precisionKey, []byte{s.precision}); err != nil {
+		return err
+	}
+
+	newest, err := readInt64(meta.Get(newestKey), -1)
+	if err != nil {
+		return fmt.Errorf("%w: meta key %q: %v", ErrCorrupt, newestKey, err)
+	}
+	s.storedNewest.Store(newest)
+	return nil
+}
+
+// runFlusher flushes every FlushInterval and whenever the buffer fills up,
+// until Close.
+func (s *Store) runFlusher() {
+	defer close(s.flusherFinished)
+	ticker := time.NewTicker(s.flushInterval)
+	defer ticker.Stop()
+
+	for {
+		select {
+		case <-s.stopFlusher:
+			return
+		case <-ticker.C:
+		case <-s.flushRequested:
+		}
+		if err := s.Flush(); err != nil && !errors.Is(err, ErrClosed) && s.onFlushError != nil {
+			s.onFlushError(err)
+		}
+	}
+}
+
+// requestFlush wakes the background flusher without waiting for it. With
+// the background flush off, the hard limit in Record bounds the buffer.
+func (s *Store) requestFlush() {
+	select {
+	case s.flushRequested <- struct{}{}:
+	default:
+	}
+}
+
+// Close flushes buffered events, then releases the file. Calls after Close
+// return ErrClosed. Record calls racing Close either land in the final
+// flush or return ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return ErrClosed
+	}
+
+	// Stop new events before the final flush so that none is accepted
+	// and then left behind.
+	for i := range s.shards {
+		shard := &s.shards[i]
+		shard.mu.Lock()
+		shard.closed = true
+		shard.mu.Unlock()
+	}
+	close(s.stopFlusher)
+	<-s.flusherFinished
+
+	flushErr := s.flush()
+	closeErr := s.db.Close()
+	if flushErr != nil {
+		return fmt.Errorf("domainstats: close %s: final flush failed, buffered events are lost: %w", s.path, flushErr)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("domainstats: close %s: %w", s.path, closeErr)
+	}
+	return nil
+}
+
+// Path returns the path of the store file.
+func (s *Store) Path() string { return s.path }
+
+// Retention returns how far back from the newest event data is kept, which
+// is also the longest window StatsLookBack accepts.
+func (s *Store) Retention() time.Duration {
+	return time.Duration(s.retentionHours) * time.Hour
+}
+
+// Newest returns the time of the newest event recorded, buffered or
+// committed, and false when the store holds no event.
+func (s *Store) Newest() (time.Time, bool) {
+	newest := s.newestMillis()
+	if newest < 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(newest).UTC(), true
+}
+
+func (s *Store) newestMillis() int64 {
+	newest := s.storedNewest.Load()
+	for i := range s.shards {
+		shard := &s.shards[i]
+		shard.mu.Lock()
+		newest = max(newest, shard.newest)
+		shard.mu.Unlock()
+	}
+	return newest
+}
+
+// cutoffHour returns the oldest hour the retention keeps when the newest
+// event is at newestMillis.
+func (s *Store) cutoffHour(newestMillis int64) uint32 {
+	if newestMillis < 0 {
+		return 0
+	}
+	newestHour := uint32(newestMillis / millisPerHour)
+	if newestHour < s.retentionHours {
+		return 0
+	}
+	return newestHour - s.retentionHours + 1
+}
+
+// SetCheckpoint stores value under key. The value is committed by the same
+// flush, in the same transaction, as every event recorded before the call,
+// so an ingest that stores its input offset this way resumes exactly after
+// a crash. An empty value deletes the key.
+func (s *Store) SetCheckpoint(key string, value []byte) error {
+	if key == "" {
+		return errors.New("domainstats: empty checkpoint key")
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	s.pendingMu.Lock()
+	s.checkpoints[key] = append([]byte{}, value...)
+	s.pendingMu.Unlock()
+	return nil
+}
+
+// Checkpoint returns the value last set under key, including one not yet
+// flushed, or nil when there is none.
+func (s *Store) Checkpoint(key string) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+
+	s.pendingMu.RLock()
+	value, ok := s.checkpoints[key]
+	s.pendingMu.RUnlock()
+	if ok {
+		if len(value) == 0 {
+			return nil, nil
+		}
+		return append([]byte{}, value...), nil
+	}
+
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if stored := tx.Bucket(checkpointsBucket).Get([]byte(key)); stored != nil {
+			value = append([]byte{}, stored...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.viewError(err)
+	}
+	return value, nil
+}
+
+// viewError maps the error of a read transaction on a closed database to
+// ErrClosed.
+func (s *Store) viewError(err error) error {
+	if errors.Is(err, boltErrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// readInt64 decodes an 8-byte big-endian value, or returns absent for nil.
+func readInt64(data []byte, absent int64) (int64, error) {
+	if data == nil {
+		return absent, nil
+	}
+	if len(data) != 8 {
+		return 0, fmt.Errorf("value is %d bytes long, expected 8", len(data))
+	}
+	var v uint64
+	for _, b := range data {
+		v = v<<8 | uint64(b)
+	}
+	return int64(v), nil
+}
+
+func appendInt64(dst []byte, v int64) []byte {
+	u := uint64(v)
+	return append(dst, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+}
