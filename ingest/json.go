@@ -1,0 +1,202 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+type jsonKind int
+
+const (
+	zeekJSON jsonKind = iota
+	sysmonJSON
+)
+
+// jsonParser reads one JSON object per line, as Zeek or Sysmon events.
+type jsonParser struct {
+	kind jsonKind
+}
+
+func (jsonParser) header([]byte) headerKind { return dataLine }
+
+func (p jsonParser) parse(line []byte, emit func(fields), skip func(Reason, string)) error {
+	object, err := decodeObject(line)
+	if err != nil {
+		return err
+	}
+
+	var (
+		f      fields
+		reason Reason
+		detail string
+	)
+	if p.kind == zeekJSON {
+		f, reason, detail = zeekJSONFields(object)
+	} else {
+		f, reason, detail = sysmonFields(object)
+	}
+	if reason != "" {
+		skip(reason, detail)
+		return nil
+	}
+	emit(f)
+	return nil
+}
+
+func decodeObject(line []byte) (map[string]any, error) {
+	var object map[string]any
+	decoder := json.NewDecoder(bytes.NewReader(line))
+	decoder.UseNumber()
+	if err := decoder.Decode(&object); err != nil {
+		return nil, fmt.Errorf("invalid JSON object: %v", err)
+	}
+	if decoder.More() {
+		return nil, fmt.Errorf("invalid JSON object: data after the object")
+	}
+	if object == nil {
+		return nil, fmt.Errorf("invalid JSON object: null")
+	}
+	return object, nil
+}
+
+// zeekLogs maps a Zeek log path to the field that holds its domain.
+var zeekLogs = map[string]string{
+	"dns":  "query",
+	"ssl":  "server_name",
+	"http": "host",
+}
+
+func zeekJSONFields(object map[string]any) (fields, Reason, string) {
+	path, _ := object["_path"].(string)
+	domainKey := zeekLogs[path]
+	if path != "" && domainKey == "" {
+		return fields{}, ReasonOtherEvent, fmt.Sprintf("zeek log %q carries no domain", path)
+	}
+
+	// Zeek leaves unset fields out of JSON, so without _path the log is
+	// known only from the domain field that is present.
+	if domainKey == "" {
+		for _, key := range []string{"query", "server_name", "host"} {
+			if _, ok := object[key]; ok {
+				domainKey = key
+				break
+			}
+		}
+	}
+	domain := ""
+	if domainKey != "" {
+		domain = stringValue(object[domainKey])
+	}
+	if domain == "" {
+		return fields{}, ReasonMissingDomain, "no query, server_name or host"
+	}
+	if domainKey == "host" {
+		domain = stripPort(domain)
+	}
+
+	machine := firstString(object, []string{"id.orig_h"}, []string{"id_orig_h"}, []string{"id", "orig_h"})
+	if machine == "" {
+		return fields{}, ReasonMissingMachine, "no id.orig_h"
+	}
+
+	at, err := jsonTime(object["ts"])
+	if err != nil {
+		return fields{}, ReasonInvalidTime, "ts: " + err.Error()
+	}
+	return fields{domain: domain, machine: machine, time: at}, "", ""
+}
+
+func sysmonFields(object map[string]any) (fields, Reason, string) {
+	id := firstString(object, []string{"EventID"}, []string{"winlog", "event_id"}, []string{"event", "code"})
+	if id != "" && id != "22" {
+		return fields{}, ReasonOtherEvent, "Sysmon event ID " + id + ", not 22 (DnsQuery)"
+	}
+
+	domain := firstString(object, []string{"QueryName"}, []string{"winlog", "event_data", "QueryName"}, []string{"dns", "question", "name"})
+	if domain == "" {
+		return fields{}, ReasonMissingDomain, "no QueryName"
+	}
+
+	// NXLog's lowercase "host" is the collector, so only the ECS object
+	// form of host is read.
+	machine := firstString(object, []string{"Computer"}, []string{"Hostname"}, []string{"winlog", "computer_name"}, []string{"host", "name"}, []string{"host", "hostname"})
+	if machine == "" {
+		return fields{}, ReasonMissingMachine, "no Computer, Hostname, winlog.computer_name or host.name"
+	}
+
+	// UtcTime is when the query happened. The other fields are when the
+	// event was written or collected, and serve only when it is missing.
+	raw, ok := firstValue(object, []string{"UtcTime"}, []string{"winlog", "event_data", "UtcTime"}, []string{"TimeCreated"}, []string{"@timestamp"})
+	if !ok {
+		return fields{}, ReasonInvalidTime, "no UtcTime"
+	}
+	at, err := jsonTime(raw)
+	if err != nil {
+		return fields{}, ReasonInvalidTime, "UtcTime: " + err.Error()
+	}
+	return fields{domain: domain, machine: machine, time: at}, "", ""
+}
+
+// lookup follows path through nested objects. A flat key that contains a
+// dot, such as "id.orig_h", is a single path element.
+func lookup(object map[string]any, path []string) (any, bool) {
+	var value any = object
+	for _, key := range path {
+		inner, ok := value.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		value, ok = inner[key]
+		if !ok {
+			return nil, false
+		}
+	}
+	return value, true
+}
+
+func firstValue(object map[string]any, paths ...[]string) (any, bool) {
+	for _, path := range paths {
+		if v, ok := lookup(object, path); ok && v != nil {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// firstString returns the first non-empty string or number found at paths.
+func firstString(object map[string]any, paths ...[]string) string {
+	for _, path := range paths {
+		v, _ := lookup(object, path)
+		if s := stringValue(v); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func stringValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strings.TrimSpace(v)
+	case json.Number:
+		return v.String()
+	}
+	return ""
+}
+
+// jsonTime reads a JSON time: a number of epoch seconds or milliseconds,
+// or a string in any form parseTime reads.
+func jsonTime(v any) (time.Time, error) {
+	switch v := v.(type) {
+	case json.Number:
+		return parseEpoch(v.String())
+	case string:
+		return parseTime(v)
+	case nil:
+		return time.Time{}, errEmptyTime
+	}
+	return time.Time{}, fmt.Errorf("time has JSON type %T, not a number or string", v)
+}

@@ -1,0 +1,105 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var errEmptyTime = errors.New("time is empty")
+
+// zonelessLayouts are read as UTC. Sysmon writes UtcTime in the first
+// form, and Defender portal exports use the last two.
+var zonelessLayouts = []string{
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999",
+	"Jan 2, 2006 3:04:05.999999999 PM",
+	"1/2/2006 3:04:05.999999999 PM",
+}
+
+// parseTime reads epoch seconds, milliseconds, microseconds or nanoseconds
+// (told apart by magnitude), RFC 3339, or one of zonelessLayouts as UTC.
+func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, errEmptyTime
+	}
+
+	if s[0] >= '0' && s[0] <= '9' || s[0] == '-' {
+		if t, err := parseEpoch(s); err == nil {
+			return t, nil
+		}
+	}
+
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	for _, layout := range zonelessLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q is neither epoch seconds nor RFC 3339", s)
+}
+
+// Epoch values at or above these magnitudes are read in the smaller unit.
+// 1e11 seconds is the year 5138, so no real seconds value reaches it.
+const (
+	millisFrom = 1e11
+	microsFrom = 1e14
+	nanosFrom  = 1e17
+)
+
+// parseEpoch reads an epoch timestamp. The integer and fraction parts are
+// parsed separately because a float64 cannot hold microseconds of a
+// present-day epoch exactly.
+func parseEpoch(s string) (time.Time, error) {
+	if strings.ContainsAny(s, "eE") {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) >= millisFrom {
+			return time.Time{}, fmt.Errorf("invalid epoch time %q", s)
+		}
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	}
+
+	whole, fraction, hasFraction := strings.Cut(s, ".")
+	sec, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid epoch time %q", s)
+	}
+
+	if !hasFraction {
+		switch abs := absInt(sec); {
+		case abs >= nanosFrom:
+			return time.Unix(0, sec).UTC(), nil
+		case abs >= microsFrom:
+			return time.UnixMicro(sec).UTC(), nil
+		case abs >= millisFrom:
+			return time.UnixMilli(sec).UTC(), nil
+		}
+		return time.Unix(sec, 0).UTC(), nil
+	}
+
+	if absInt(sec) >= millisFrom || fraction == "" || len(fraction) > 9 {
+		return time.Time{}, fmt.Errorf("invalid epoch time %q", s)
+	}
+	nanos, err := strconv.ParseUint(fraction+strings.Repeat("0", 9-len(fraction)), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid epoch time %q", s)
+	}
+	if strings.HasPrefix(whole, "-") {
+		return time.Unix(sec, -int64(nanos)).UTC(), nil
+	}
+	return time.Unix(sec, int64(nanos)).UTC(), nil
+}
+
+func absInt(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
