@@ -109,7 +109,12 @@ func (st *domainState) encode(dst []byte) []byte {
 		}
 	}
 
-	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst, castagnoli))
+	return appendCRC(dst)
+}
+
+// appendCRC appends the CRC-32C of data to it.
+func appendCRC(data []byte) []byte {
+	return binary.LittleEndian.AppendUint32(data, crc32.Checksum(data, castagnoli))
 }
 
 // recordReader walks the bytes of a record. After the first error every

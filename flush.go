@@ -227,7 +227,7 @@ func (s *Store) sweep(tx *bolt.Tx, cutoff uint32) error {
 
 // addHours merges buffered hour spans at or after cutoff into st.hours.
 func (st *domainState) addHours(hours map[uint32]*hourSpan, cutoff uint32) {
-	added := false
+	var added []hourSpan
 	for hour, span := range hours {
 		if hour < cutoff {
 			continue
@@ -240,10 +240,12 @@ func (st *domainState) addHours(hours map[uint32]*hourSpan, cutoff uint32) {
 			st.hours[i].last = max(st.hours[i].last, span.last)
 			continue
 		}
-		st.hours = append(st.hours, *span)
-		added = true
+		added = append(added, *span)
 	}
-	if added {
+
+	// New hours go in after the search loop, which needs sorted hours.
+	if len(added) > 0 {
+		st.hours = append(st.hours, added...)
 		slices.SortFunc(st.hours, func(a, b hourSpan) int { return cmp.Compare(a.hour, b.hour) })
 	}
 }
@@ -258,7 +260,7 @@ func (st *domainState) addMachines(pairs map[pendingPair]struct{}, cutoff uint32
 		}
 	}
 
-	added := false
+	var added []machineRuns
 	for hash, hours := range hoursByMachine {
 		slices.Sort(hours)
 		runs := runsOf(hours)
@@ -267,10 +269,10 @@ func (st *domainState) addMachines(pairs map[pendingPair]struct{}, cutoff uint32
 			st.machines[i].runs = mergeRuns(st.machines[i].runs, runs)
 			continue
 		}
-		st.machines = append(st.machines, machineRuns{hash: hash, runs: runs})
-		added = true
+		added = append(added, machineRuns{hash: hash, runs: runs})
 	}
-	if added {
+	if len(added) > 0 {
+		st.machines = append(st.machines, added...)
 		slices.SortFunc(st.machines, func(a, b machineRuns) int { return cmp.Compare(a.hash, b.hash) })
 	}
 }

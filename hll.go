@@ -37,7 +37,7 @@ func encodeSketch(sk *hyperloglog.Sketch) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return binary.LittleEndian.AppendUint32(data, crc32.Checksum(data, castagnoli)), nil
+	return appendCRC(data), nil
 }
 
 func decodeSketch(data []byte) (*hyperloglog.Sketch, error) {

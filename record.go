@@ -100,7 +100,7 @@ type bufferShard struct {
 // any time zone, and recording the same event twice changes nothing.
 //
 // Record buffers the event in memory; it becomes durable at the next flush.
-// Stats sees it at once. Events older than the retention, counted back from
+// Stats includes it at once. Events older than the retention, counted back from
 // the newest event recorded, are dropped at the flush.
 func (s *Store) Record(domain, machine string, at time.Time) error {
 	name, err := NormalizeDomain(domain)

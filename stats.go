@@ -1,6 +1,7 @@
 package domainstats
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -8,9 +9,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Stats is the answer to "how many distinct machines contacted this domain,
-// and when was it first and last seen" for one window. It carries the same
-// facts as Microsoft Defender for Endpoint's InOrgDomainStats entity.
+// Stats is the number of distinct machines that contacted a domain in one
+// window, with the times of its first and last event there. It carries the
+// same facts as Microsoft Defender for Endpoint's InOrgDomainStats entity.
 type Stats struct {
 	Host          string    // the normalized domain
 	OrgPrevalence int64     // distinct machines seen in the window
@@ -63,11 +64,12 @@ func (s *Store) Stats(domain string) (Stats, error) {
 // lookBack that ends at Options.Now. It includes events recorded but not yet
 // flushed.
 //
-// The window is made of whole hours of UTC: it is the lookBack hours,
-// rounded up, that end with the hour containing Now. So with Now at 10:20
-// and a look-back of 2 hours, the window runs from 09:00 to 10:59:59.999,
-// and events later in Now's hour count too. Hours older than the retention
-// cutoff never count.
+// The window is the span from Now - lookBack to Now, rounded outward to
+// whole hours of UTC: its start goes down to the beginning of its hour and
+// its end up to the end of Now's hour. So with Now at 10:20 and a look-back
+// of 2 hours, the window runs from 08:00 to 10:59:59.999. It never leaves
+// out an event of the exact span and may take in up to an hour more on
+// each side. Hours older than the retention never count.
 //
 // A lookBack that is zero, negative or longer than the retention returns
 // an error wrapping ErrInvalidLookBack. A domain with no event in the
@@ -129,12 +131,8 @@ func (s *Store) window(lookBack time.Duration) (hourWindow, bool) {
 		return hourWindow{}, false
 	}
 	end := uint32(min(nowMillis/millisPerHour, 1<<32-1))
-	hours := uint32((lookBack + time.Hour - 1) / time.Hour)
-
-	var start uint32
-	if end+1 > hours {
-		start = end + 1 - hours
-	}
+	startMillis := max(nowMillis-lookBack.Milliseconds(), 0)
+	start := uint32(min(startMillis/millisPerHour, 1<<32-1))
 	start = max(start, s.cutoffHour(s.newestMillis()))
 	return hourWindow{start: start, end: end}, start <= end
 }
@@ -236,37 +234,87 @@ func (s *Store) addStored(tx *bolt.Tx, name string, w hourWindow, generation uin
 
 	// Count stored machines active in the window straight from the bytes,
 	// without building the record.
-	count := int64(len(acc.pendingMachines))
 	n := r.count(9)
-	var runs [16]hourRun
-	for i := 0; i < n && r.err == nil; i++ {
-		hash, machineRuns := r.machine(base, runs[:0])
-		if !runsIntersect(machineRuns, w) {
-			continue
-		}
-		if _, pending := acc.pendingMachines[hash]; !pending {
-			count++
-		}
-	}
-	if r.err == nil && r.pos != len(r.data) {
-		r.fail(errTrailing)
-	}
 	if r.err != nil {
 		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, r.err)
 	}
-	acc.prevalence = count
+	count, err := countMachinesInWindow(r.data[r.pos:], n, base, w, acc.pendingMachines)
+	if err != nil {
+		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, err)
+	}
+	acc.prevalence = int64(len(acc.pendingMachines)) + count
 	return nil
 }
 
-// runsIntersect reports whether any of the sorted runs overlaps w. It
-// checks the newest run first, because windows mostly end at the present.
-func runsIntersect(runs []hourRun, w hourWindow) bool {
-	for i := len(runs) - 1; i >= 0; i-- {
-		r := runs[i]
-		if r.start > w.end {
+// countMachinesInWindow walks the n machines of an exact-mode record in
+// data and counts those with a run overlapping w, leaving out the ones in
+// skip. It is the inner loop of Stats, so it reads the bytes in place
+// rather than through recordReader, with the same checks.
+func countMachinesInWindow(data []byte, n int, base uint32, w hourWindow, skip map[uint64]struct{}) (int64, error) {
+	var count int64
+	pos := 0
+	for range n {
+		if len(data)-pos < 8 {
+			return 0, errTruncated
+		}
+		hash := binary.LittleEndian.Uint64(data[pos:])
+		pos += 8
+
+		runs, size := uvarintAt(data, pos)
+		if size <= 0 || runs == 0 {
+			return 0, errTruncated
+		}
+		pos += size
+
+		active := false
+		last := uint64(base)
+		for j := uint64(0); j < runs; j++ {
+			delta, size := uvarintAt(data, pos)
+			if size <= 0 {
+				return 0, errTruncated
+			}
+			pos += size
+			length, size := uvarintAt(data, pos)
+			if size <= 0 {
+				return 0, errTruncated
+			}
+			pos += size
+
+			start := last + delta
+			end := start + length
+			if end > 1<<32-1 {
+				return 0, errHourOverrun
+			}
+			if start <= uint64(w.end) && end >= uint64(w.start) {
+				active = true
+			}
+			last = end
+		}
+
+		if !active {
 			continue
 		}
-		return r.end >= w.start
+		if _, pending := skip[hash]; !pending {
+			count++
+		}
 	}
-	return false
+	if pos != len(data) {
+		return 0, errTrailing
+	}
+	return count, nil
+}
+
+// uvarintAt decodes the uvarint at data[pos:], reading the common one- and
+// two-byte forms without a call.
+func uvarintAt(data []byte, pos int) (uint64, int) {
+	if pos < len(data) && data[pos] < 0x80 {
+		return uint64(data[pos]), 1
+	}
+	if pos+1 < len(data) && data[pos+1] < 0x80 {
+		return uint64(data[pos]&0x7f) | uint64(data[pos+1])<<7, 2
+	}
+	if pos >= len(data) {
+		return 0, 0
+	}
+	return binary.Uvarint(data[pos:])
 }

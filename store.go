@@ -70,7 +70,7 @@ type Options struct {
 	OnFlushError func(error)
 }
 
-// Store records domain events and answers statistics from a bbolt file.
+// Store records domain events in a bbolt file and computes their statistics.
 // A Store is safe for concurrent use by multiple goroutines.
 type Store struct {
 	db   *bolt.DB
@@ -354,7 +354,9 @@ func (s *Store) newestMillis() int64 {
 }
 
 // cutoffHour returns the oldest hour the retention keeps when the newest
-// event is at newestMillis.
+// event is at newestMillis. It keeps one hour more than the retention, so
+// that a window as long as the retention, rounded outward to whole hours,
+// is complete.
 func (s *Store) cutoffHour(newestMillis int64) uint32 {
 	if newestMillis < 0 {
 		return 0
@@ -363,7 +365,7 @@ func (s *Store) cutoffHour(newestMillis int64) uint32 {
 	if newestHour < s.retentionHours {
 		return 0
 	}
-	return newestHour - s.retentionHours + 1
+	return newestHour - s.retentionHours
 }
 
 // SetCheckpoint stores value under key. The value is committed by the same
