@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// StatsSizes are the numbers of distinct machines per domain that the Stats
+// and accuracy benchmarks measure.
+var StatsSizes = []int{1, 100, 1_000, 10_000, 100_000}
+
+// Windows are the look-backs that the Stats and accuracy benchmarks query.
+var Windows = []time.Duration{48 * time.Hour, 720 * time.Hour}
+
+// SizedDomain is a domain of a SizeSet with its exact counts.
+type SizedDomain struct {
+	Name     string
+	Machines int // distinct machines over the whole 30 days
+
+	// Exact maps each of Windows to the exact number of distinct machines
+	// inside that window.
+	Exact map[time.Duration]int
+}
+
+// SizeSet is a workload of domains with a chosen number of distinct
+// machines each, and the exact count of every domain for every window.
+//
+// Every machine of a domain contacts it once, and one machine in four a
+// second time, in hours drawn at random over the 30 days that end at Now.
+// The first machine's first event falls in the last 47 hours, so that every
+// domain has at least one machine in every window.
+// No event falls within two hours of a window's start, so a store that
+// rounds windows to whole hours returns the same exact count.
+type SizeSet struct {
+	Now     time.Time
+	Domains []SizedDomain
+	Events  []Event
+}
+
+// NewSizeSet returns a SizeSet with copies domains of each of sizes, so
+// that accuracy is averaged over several domains. Sizes above 10,000 get one
+// domain each to keep the set small.
+func NewSizeSet(sizes []int, copies int, seed uint64) *SizeSet {
+	set := &SizeSet{Now: BenchNow}
+	rng := rand.New(rand.NewPCG(seed, 0x73697a6573))
+
+	largest := 0
+	for _, size := range sizes {
+		largest = max(largest, size)
+	}
+	fleet := make([]string, largest)
+	for i := range fleet {
+		fleet[i] = MachineID(i)
+	}
+
+	for _, size := range sizes {
+		n := copies
+		if size > 10_000 {
+			n = 1
+		}
+		for c := range n {
+			set.addDomain(fmt.Sprintf("s%d-%d.sizes.example.com", size, c), fleet[:size], rng)
+		}
+	}
+	return set
+}
+
+func (set *SizeSet) addDomain(name string, machines []string, rng *rand.Rand) {
+	domain := SizedDomain{Name: name, Machines: len(machines), Exact: map[time.Duration]int{}}
+
+	for i, machine := range machines {
+		ages := []int{eventHour(rng)}
+		if i == 0 {
+			// Every domain has a machine in the shortest window.
+			ages[0] = rng.IntN(47)
+		}
+		if rng.IntN(4) == 0 {
+			ages = append(ages, eventHour(rng))
+		}
+
+		for _, window := range Windows {
+			for _, age := range ages {
+				if time.Duration(age+1)*time.Hour <= window {
+					domain.Exact[window]++
+					break
+				}
+			}
+		}
+
+		for _, age := range ages {
+			minutes := 1 + rng.IntN(58)
+			at := set.Now.Add(-time.Duration(age)*time.Hour - time.Duration(minutes)*time.Minute)
+			set.Events = append(set.Events, Event{Domain: name, Machine: machine, At: at})
+		}
+	}
+
+	set.Domains = append(set.Domains, domain)
+}
+
+// eventHour returns how many whole hours before Now an event falls, never
+// in the two hours before a window's start (47 and 48 hours back for the
+// 48-hour window, 718 and 719 for the 720-hour window).
+func eventHour(rng *rand.Rand) int {
+	for {
+		age := rng.IntN(718)
+		if age != 47 && age != 48 {
+			return age
+		}
+	}
+}
