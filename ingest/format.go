@@ -174,7 +174,8 @@ func detectCSV(line []byte) (Format, error) {
 	return "", fmt.Errorf("%w: the first line is not Zeek or JSON, and as a CSV header it names neither domain, machine and time nor Defender's RemoteUrl", ErrUnknownFormat)
 }
 
-// fields is what a parser extracts from one record.
+// fields is the domain, machine and time that a parser extracts from one
+// record.
 type fields struct {
 	domain  string
 	machine string

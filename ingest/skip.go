@@ -2,8 +2,8 @@ package ingest
 
 import "fmt"
 
-// Reason is why a line or record was skipped. Its values are stable and
-// suitable as metric labels.
+// Reason is the cause of a skipped line or record. Its values are stable
+// and suitable as metric labels.
 type Reason string
 
 // Reasons for skipping a line or record.
@@ -50,7 +50,7 @@ type SkipError struct {
 	File   string // Options.Name, or "input"
 	Line   int64  // 1-based line number
 	Reason Reason
-	Detail string // what was wrong, for people
+	Detail string // description of the problem, for people
 }
 
 // Error returns the file, line, reason and detail.

@@ -21,7 +21,7 @@ var zonelessLayouts = []string{
 }
 
 // parseTime reads epoch seconds, milliseconds, microseconds or nanoseconds
-// (told apart by magnitude), RFC 3339, or one of zonelessLayouts as UTC.
+// (distinguished by magnitude), RFC 3339, or one of zonelessLayouts as UTC.
 func parseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {

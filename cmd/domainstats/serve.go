@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	statshttp "github.com/domainstats/domainstats/http"
+)
+
+// Server limits against slow or greedy clients. A stats request is a
+// short GET with a small response, so these leave a wide margin.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+func runServe(ctx context.Context, args []string, env environment, logger *slog.Logger) error {
+	fs := newFlagSet("serve", "serve [flags]",
+		"Serves GET /api/domains/DOMAIN/stats?lookBackHours=HOURS in the shape of Microsoft Defender\n"+
+			"for Endpoint's \"Get domain statistics\" API. SIGINT or SIGTERM stops it cleanly.", env)
+	db := fs.String("db", defaultDB, "store file `path`")
+	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on")
+	tokenFile := fs.String("token-file", "", "`file` of accepted bearer tokens: one per line, optionally followed by a space and a comma-separated permission list (default URL.Read.All); # starts a comment")
+	allowAnonymous := fs.Bool("allow-anonymous", false, "serve without authentication on a non-loopback address; without --token-file, loopback addresses are served without authentication anyway")
+	var now nowFlag
+	fs.Var(&now, "now", nowUsage)
+	baseURL := fs.String("base-url", "", "scheme, host and optional path prefix that @odata.context starts with, when behind a proxy (default: the request's scheme and Host header)")
+	zero := fs.Bool("zero-for-unknown", false, "answer a domain without events with 200 and prevalence 0, as Defender does today, instead of 404")
+	rateLimit := fs.Bool("rate-limit", false, "apply Defender's per-caller rate limits")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for requests in flight when stopping, as a Go `duration` such as 10s")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.stderr, "domainstats serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+
+	opts := &statshttp.Options{BaseURL: *baseURL, ZeroForUnknown: *zero, Logger: logger}
+	if *rateLimit {
+		opts.RateLimit = &statshttp.RateLimit{}
+	}
+	switch {
+	case *tokenFile != "":
+		authenticator, err := loadTokenFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		opts.Authenticator = authenticator
+	case *allowAnonymous || isLoopback(*addr):
+		opts.AllowAnonymous = true
+		logger.Warn("serving without authentication; set --token-file to require bearer tokens", "addr", *addr)
+	default:
+		return fmt.Errorf("%w: --addr %s is not a loopback address: set --token-file, or --allow-anonymous to serve it without authentication", errUsage, *addr)
+	}
+
+	if err := requireStore(*db); err != nil {
+		return err
+	}
+	store, err := openStore(*db, now)
+	if err != nil {
+		return err
+	}
+
+	handler, err := statshttp.NewHandler(store, opts)
+	if err != nil {
+		store.Close()
+		return err
+	}
+
+	listener, err := net.Listen("tcp", *addr)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+
+	server := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	logger.Info("serving", "addr", listener.Addr().String(), "db", *db)
+	if env.listening != nil {
+		env.listening <- listener.Addr().String()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(listener) }()
+
+	var runErr error
+	select {
+	case err := <-serveErr:
+		runErr = fmt.Errorf("serve on %s: %w", listener.Addr(), err)
+	case <-ctx.Done():
+		logger.Info("stopping", "reason", context.Cause(ctx))
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+		if err := server.Shutdown(shutdownCtx); err != nil {
+			logger.Error("shutdown timed out; closing open connections", "error", err)
+			server.Close()
+		}
+		cancel()
+		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("serve on %s: %w", listener.Addr(), err)
+		}
+	}
+
+	if err := store.Close(); err != nil {
+		logger.Error("close store failed", "db", *db, "error", err)
+		if runErr == nil {
+			runErr = fmt.Errorf("close store %s: %w", *db, err)
+		}
+	}
+	logger.Info("stopped")
+	return runErr
+}
+
+// isLoopback reports whether addr's host is a loopback IP address or
+// "localhost".
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loadTokenFile reads a token file: one bearer token per line, optionally
+// followed by white space and a comma-separated permission list. A line
+// without permissions grants URL.Read.All. Blank lines and text from # to
+// the end of a line are ignored. Each token's caller id is its line
+// number, because ids are logged and tokens must not be.
+func loadTokenFile(path string) (*statshttp.StaticTokens, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open token file: %w", err)
+	}
+	defer f.Close()
+
+	var tokens []statshttp.StaticToken
+	scanner := bufio.NewScanner(f)
+	for line := 1; scanner.Scan(); line++ {
+		text, _, _ := strings.Cut(scanner.Text(), "#")
+		parts := strings.Fields(text)
+		if len(parts) == 0 {
+			continue
+		}
+		if len(parts) > 2 {
+			return nil, fmt.Errorf("token file %s line %d: expected a token and an optional comma-separated permission list without spaces, got %d fields", path, line, len(parts))
+		}
+
+		permissions := []string{statshttp.PermissionURLRead}
+		if len(parts) == 2 {
+			permissions = nil
+			for _, p := range strings.Split(parts[1], ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					permissions = append(permissions, p)
+				}
+			}
+		}
+		tokens = append(tokens, statshttp.StaticToken{
+			Token:  parts[0],
+			Caller: statshttp.Caller{ID: fmt.Sprintf("token-line-%d", line), Permissions: permissions},
+		})
+	}
+	if err := scanner.Err(); err != nil {
+		return nil, fmt.Errorf("read token file %s: %w", path, err)
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("token file %s has no tokens: write one token per line", path)
+	}
+
+	authenticator, err := statshttp.NewStaticTokens(tokens...)
+	if err != nil {
+		return nil, fmt.Errorf("token file %s: %w", path, err)
+	}
+	return authenticator, nil
+}

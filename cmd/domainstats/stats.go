@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+
+	statshttp "github.com/domainstats/domainstats/http"
+)
+
+// defaultBaseURL is the URL of serve's default address. stats uses it in
+// @odata.context so that its output equals the body serve returns.
+const defaultBaseURL = "http://127.0.0.1:8080"
+
+func runStats(ctx context.Context, args []string, env environment) error {
+	fs := newFlagSet("stats", "stats [flags] DOMAIN...",
+		"Prints, for each domain, one line with the JSON body that serve returns for\n"+
+			"GET /api/domains/DOMAIN/stats. Exits with status 1 if any domain got an error body,\n"+
+			"such as a domain without events in the window.", env)
+	db := fs.String("db", defaultDB, "store file `path`")
+	lookBack := fs.Int64("lookback", 0, "window length in `hours`, from 1 to the store's retention in hours (default: 720, or the retention if shorter)")
+	var now nowFlag
+	fs.Var(&now, "now", nowUsage)
+	baseURL := fs.String("base-url", defaultBaseURL, "scheme, host and optional path prefix that @odata.context starts with")
+	zero := fs.Bool("zero-for-unknown", false, "print prevalence 0 with null first and last seen for a domain without events, instead of a NotFound error body")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(env.stderr, "domainstats stats: no domains; give one or more, such as www.example.com")
+		return errUsage
+	}
+	if *lookBack < 0 {
+		return fmt.Errorf("%w: --lookback %d: expected a positive number of hours", errUsage, *lookBack)
+	}
+
+	if err := requireStore(*db); err != nil {
+		return err
+	}
+	store, err := openStore(*db, now)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	// The HTTP handler builds the output, so stats and serve cannot differ.
+	handler, err := statshttp.NewHandler(store, &statshttp.Options{
+		AllowAnonymous: true,
+		BaseURL:        *baseURL,
+		ZeroForUnknown: *zero,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
+	failed := 0
+	for _, domain := range fs.Args() {
+		target := "/api/domains/" + url.PathEscape(domain) + "/stats"
+		if *lookBack > 0 {
+			target += "?lookBackHours=" + strconv.FormatInt(*lookBack, 10)
+		}
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+
+		body := rec.Body.Bytes()
+		if !bytes.HasSuffix(body, []byte("\n")) {
+			body = append(body, '\n')
+		}
+		if _, err := env.stdout.Write(body); err != nil {
+			return err
+		}
+		if rec.Code != http.StatusOK {
+			failed++
+		}
+	}
+
+	if closeErr := store.Close(); closeErr != nil {
+		return fmt.Errorf("close store %s: %w", *db, closeErr)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d domains returned an error body", failed, fs.NArg())
+	}
+	return nil
+}
