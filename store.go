@@ -31,8 +31,9 @@ type Options struct {
 	// Retention is how far back from the newest recorded event data is
 	// kept; it is rounded up to whole hours. Measuring it from the newest
 	// event rather than the wall clock keeps replayed old logs. It is also
-	// the longest window StatsLookBack accepts. If zero, defaults to 30
-	// days.
+	// the longest window StatsLookBack accepts. The file stores it, so a
+	// later Open with zero Retention keeps the file's; a non-zero value
+	// replaces it. If zero for a new file, defaults to 30 days.
 	Retention time.Duration
 
 	// FlushInterval is how often the background flush commits buffered
@@ -119,6 +120,7 @@ var (
 
 	formatKey    = []byte("format")
 	newestKey    = []byte("newest")
+	retentionKey = []byte("retention")
 	precisionKey = []byte("precision")
 	sweptKey     = []byte("swept")
 )
@@ -152,9 +154,6 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 
 	retention := opts.Retention
-	if retention == 0 {
-		retention = DefaultRetention
-	}
 	if retention < 0 {
 		return nil, fmt.Errorf("domainstats: invalid retention %s: must be positive", retention)
 	}
@@ -254,6 +253,25 @@ func (s *Store) initFile(tx *bolt.Tx) error {
 		s.precision = stored[0]
 	} else if err := meta.Put(precisionKey, []byte{s.precision}); err != nil {
 		return err
+	}
+
+	// The retention of a file outlives the process that set it, so that
+	// a server opened without options does not prune what an ingest with
+	// a longer retention kept.
+	stored, err := readInt64(meta.Get(retentionKey), 0)
+	if err != nil || stored < 0 || stored > 1<<31 {
+		return fmt.Errorf("%w: meta key %q: %v", ErrCorrupt, retentionKey, meta.Get(retentionKey))
+	}
+	switch {
+	case s.retentionHours == 0 && stored > 0:
+		s.retentionHours = uint32(stored)
+	case s.retentionHours == 0:
+		s.retentionHours = uint32(DefaultRetention / time.Hour)
+	}
+	if int64(s.retentionHours) != stored {
+		if err := meta.Put(retentionKey, appendInt64(nil, int64(s.retentionHours))); err != nil {
+			return err
+		}
 	}
 
 	newest, err := readInt64(meta.Get(newestKey), -1)

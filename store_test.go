@@ -651,3 +651,36 @@ func TestCloseRacesRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestRetentionIsStoredInFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stats.db")
+	s := openTestStoreAt(t, path, &Options{Retention: 1000 * time.Hour})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reopened := openTestStoreAt(t, path, nil)
+	if got := reopened.Retention(); got != 1000*time.Hour {
+		t.Errorf("Retention after reopening without options = %s, want the stored 1000h", got)
+	}
+	if err := reopened.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	changed := openTestStoreAt(t, path, &Options{Retention: 48 * time.Hour})
+	if got := changed.Retention(); got != 48*time.Hour {
+		t.Errorf("Retention with a new option = %s, want 48h", got)
+	}
+	if err := changed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := openTestStoreAt(t, path, nil).Retention(); got != 48*time.Hour {
+		t.Errorf("Retention after the change = %s, want 48h", got)
+	}
+}
+
+func TestDefaultRetention(t *testing.T) {
+	if got := openTestStore(t, nil).Retention(); got != DefaultRetention {
+		t.Errorf("Retention of a new file without options = %s, want %s", got, DefaultRetention)
+	}
+}
