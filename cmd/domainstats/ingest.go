@@ -77,6 +77,7 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 	formatName := fs.String("format", string(ingest.FormatAuto), "input `format`: auto (detect from content), zeek, zeek-json, sysmon, defender or csv")
 	strict := fs.Bool("strict", false, "fail on the first line that cannot be used, instead of counting it as skipped")
 	verbose := fs.Bool("verbose", false, "also log each commit of events and checkpoint, with its file, line and byte offset")
+	retentionHours := fs.Int("retention", 0, "`hours` of data to keep, counted back from the newest event; stored in the file for later commands (default: the file's, or 720 for a new file)")
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar, which is drawn only when standard error is a terminal")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -95,7 +96,10 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 		logger = slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
-	store, err := openStore(*db, nowFlag{})
+	if *retentionHours < 0 {
+		return fmt.Errorf("%w: --retention must be a positive number of hours, got %d", errUsage, *retentionHours)
+	}
+	store, err := openStore(*db, nowFlag{}, time.Duration(*retentionHours)*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -167,10 +167,11 @@ func (n *nowFlag) Set(value string) error {
 
 const nowUsage = "end of the statistics window: an RFC 3339 time, or `latest` for the newest event in the store, which suits replayed old logs (default: the current time)"
 
-// openStore opens the store at path with the clock that now selects.
-func openStore(path string, now nowFlag) (*domainstats.Store, error) {
+// openStore opens the store at path with the clock that now selects. A
+// zero retention keeps the one stored in the file.
+func openStore(path string, now nowFlag, retention time.Duration) (*domainstats.Store, error) {
 	var store *domainstats.Store
-	opts := &domainstats.Options{}
+	opts := &domainstats.Options{Retention: retention}
 
 	switch {
 	case now.latest:

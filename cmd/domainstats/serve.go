@@ -68,7 +68,7 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 	if err := requireStore(*db); err != nil {
 		return err
 	}
-	store, err := openStore(*db, now)
+	store, err := openStore(*db, now, 0)
 	if err != nil {
 		return err
 	}

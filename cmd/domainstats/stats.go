@@ -41,7 +41,7 @@ func runStats(ctx context.Context, args []string, env environment) error {
 	if err := requireStore(*db); err != nil {
 		return err
 	}
-	store, err := openStore(*db, now)
+	store, err := openStore(*db, now, 0)
 	if err != nil {
 		return err
 	}
