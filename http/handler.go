@@ -149,6 +149,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(withRequestID(r.Context(), id))
 
+	// A domain with percent-encoded slashes, such as a pasted URL, can
+	// decode to an unclean path that ServeMux would redirect. Route the
+	// stats path by its escaped form, so that such a domain gets 400
+	// InvalidDomainName.
+	if domain, ok := statsPathDomain(r.URL.EscapedPath()); ok {
+		r.SetPathValue("domain", domain)
+		h.serveStats(w, r)
+		return
+	}
+
 	// ServeMux redirects a path such as /api//x to its clean form, but
 	// under http.StripPrefix the Location it sends lacks the prefix. An
 	// unclean path matches no route here, so it gets 404 instead.
@@ -158,6 +168,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	h.mux.ServeHTTP(w, r)
+}
+
+// statsPathDomain returns the decoded domain of an escaped path of the
+// form /api/domains/{domain}/stats. The segments "." and ".." are left to
+// ServeMux, which treats them as path steps.
+func statsPathDomain(escapedPath string) (string, bool) {
+	rest, ok := strings.CutPrefix(escapedPath, "/api/domains/")
+	if !ok {
+		return "", false
+	}
+	segment, ok := strings.CutSuffix(rest, "/stats")
+	if !ok || segment == "" || segment == "." || segment == ".." || strings.Contains(segment, "/") {
+		return "", false
+	}
+	domain, err := url.PathUnescape(segment)
+	if err != nil {
+		return "", false
+	}
+	return domain, true
 }
 
 // isCleanPath reports whether p is absolute and already in the form that

@@ -326,6 +326,8 @@ func TestStatsErrors(t *testing.T) {
 			wantStatus: 400, wantCode: "InvalidDomainName", wantInMsg: "Domain name a..b is invalid"},
 		{name: "domain with encoded slash", path: "/api/domains/a%2Fb.com/stats", token: readerToken,
 			wantStatus: 400, wantCode: "InvalidDomainName", wantInMsg: "Domain name a/b.com is invalid"},
+		{name: "pasted URL", path: "/api/domains/https:%2F%2Fevil.example.net%2F/stats", token: readerToken,
+			wantStatus: 400, wantCode: "InvalidDomainName", wantInMsg: "Domain name https://evil.example.net/ is invalid"},
 		{name: "domain with space", path: "/api/domains/exa%20mple.com/stats", token: readerToken,
 			wantStatus: 400, wantCode: "InvalidDomainName", wantInMsg: "exa mple.com"},
 		{name: "look-back zero", path: stats + "?lookBackHours=0", token: readerToken,

@@ -158,6 +158,11 @@ func (l *rateLimiter) sweep(now time.Time) {
 
 // message returns the text of the 429 body for d.
 func (d rateDecision) message() string {
-	return fmt.Sprintf("Rate limit of %d calls per %s exceeded. Retry after %d seconds.",
-		d.window.calls, d.window.name, int64(d.retryAfter/time.Second))
+	seconds := int64(d.retryAfter / time.Second)
+	unit := "seconds"
+	if seconds == 1 {
+		unit = "second"
+	}
+	return fmt.Sprintf("Rate limit of %d calls per %s exceeded. Retry after %d %s.",
+		d.window.calls, d.window.name, seconds, unit)
 }

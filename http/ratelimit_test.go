@@ -39,7 +39,7 @@ func TestRateLimiterMinuteLimit(t *testing.T) {
 	if d.retryAfter != time.Second {
 		t.Errorf("retryAfter = %v, want 1s (one call refills every 0.6s)", d.retryAfter)
 	}
-	if got, want := d.message(), "Rate limit of 100 calls per minute exceeded. Retry after 1 seconds."; got != want {
+	if got, want := d.message(), "Rate limit of 100 calls per minute exceeded. Retry after 1 second."; got != want {
 		t.Errorf("message = %q, want %q", got, want)
 	}
 
