@@ -45,22 +45,28 @@ func NewSizeSet(sizes []int, copies int, seed uint64) *SizeSet {
 	set := &SizeSet{Now: BenchNow}
 	rng := rand.New(rand.NewPCG(seed, 0x73697a6573))
 
-	largest := 0
-	for _, size := range sizes {
-		largest = max(largest, size)
+	copiesOf := func(size int) int {
+		if size > 10_000 {
+			return 1
+		}
+		return copies
 	}
-	fleet := make([]string, largest)
+
+	// Each copy of a size gets its own machines, so that the copies are
+	// independent samples of a sketch's error.
+	fleetSize := 0
+	for _, size := range sizes {
+		fleetSize = max(fleetSize, size*copiesOf(size))
+	}
+	fleet := make([]string, fleetSize)
 	for i := range fleet {
 		fleet[i] = MachineID(i)
 	}
 
 	for _, size := range sizes {
-		n := copies
-		if size > 10_000 {
-			n = 1
-		}
-		for c := range n {
-			set.addDomain(fmt.Sprintf("s%d-%d.sizes.example.com", size, c), fleet[:size], rng)
+		for c := range copiesOf(size) {
+			machines := fleet[c*size : (c+1)*size]
+			set.addDomain(fmt.Sprintf("s%d-%d.sizes.example.com", size, c), machines, rng)
 		}
 	}
 	return set

@@ -191,6 +191,22 @@ func TestSizeSetExactCounts(t *testing.T) {
 	if got := len(set.Domains); got != 6 {
 		t.Fatalf("got %d domains, want 3 sizes × 2 copies = 6", got)
 	}
+
+	// ownerBySize[size][machine] is the domain of that size that has the
+	// machine. Copies of one size must not share machines.
+	ownerBySize := map[int]map[string]string{}
+	for _, d := range set.Domains {
+		if ownerBySize[d.Machines] == nil {
+			ownerBySize[d.Machines] = map[string]string{}
+		}
+		for machine := range all[d.Name] {
+			if other, taken := ownerBySize[d.Machines][machine]; taken {
+				t.Errorf("machine %s is in both %s and %s, copies of one size", machine, other, d.Name)
+			}
+			ownerBySize[d.Machines][machine] = d.Name
+		}
+	}
+
 	for _, d := range set.Domains {
 		if got := len(all[d.Name]); got != d.Machines {
 			t.Errorf("%s: %d distinct machines in its events, want %d", d.Name, got, d.Machines)
