@@ -1,13 +1,14 @@
 // Command domainstats ingests DNS, TLS and HTTP logs into a domain
-// statistics store, prints the statistics of domains, and serves them over
+// statistics store, prints the statistics of domains, serves them over
 // HTTP in the shape of Microsoft Defender for Endpoint's "Get domain
-// statistics" API.
+// statistics" API, and checks a store file for damage.
 //
 // Usage:
 //
 //	domainstats ingest [flags] FILE...
 //	domainstats stats [flags] DOMAIN...
 //	domainstats serve [flags]
+//	domainstats verify [flags]
 //
 // Run "domainstats COMMAND --help" for the flags of each command.
 package main
@@ -36,6 +37,7 @@ Usage:
   domainstats ingest [--db PATH] [--format auto|zeek|zeek-json|sysmon|defender|csv] FILE...
   domainstats stats [--db PATH] [--lookback HOURS] [--now TIME|latest] DOMAIN...
   domainstats serve [--db PATH] [--addr HOST:PORT] [--token-file FILE] [--now TIME|latest]
+  domainstats verify [--db PATH]
 
 Run "domainstats COMMAND --help" for the flags of each command.
 `
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, env environment) int {
 		err = runStats(ctx, args[1:], env)
 	case "serve":
 		err = runServe(ctx, args[1:], env, logger)
+	case "verify":
+		err = runVerify(ctx, args[1:], env)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(env.stdout, usage)
 		return 0

@@ -590,6 +590,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{"ingest", []string{"-db", "-format", "-strict"}},
 		{"stats", []string{"-lookback", "hours", "-now", "latest"}},
 		{"serve", []string{"-addr", "-token-file", "duration"}},
+		{"verify", []string{"-db", "checksum", "status 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.command, func(t *testing.T) {
