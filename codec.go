@@ -22,7 +22,8 @@ import (
 //	         then R times uvarint start delta and uvarint run length - 1.
 //	         The first start is relative to the first active hour, each
 //	         later one to the previous run's last hour.
-//	4 bytes  CRC-32C of everything before it (little endian)
+//	4 bytes  CRC-32C of the key, then everything before it (little
+//	         endian), so that a damaged key fails the check too
 //
 // Hours count whole hours since the Unix epoch. A run is a stretch of
 // consecutive hours in which the machine contacted the domain.
@@ -73,8 +74,9 @@ type domainState struct {
 
 const millisPerHour = 3_600_000
 
-// encode appends the record layout described above to dst.
-func (st *domainState) encode(dst []byte) []byte {
+// encode appends the record of the domain name, in the layout described
+// above, to dst.
+func (st *domainState) encode(name string, dst []byte) []byte {
 	dst = append(dst, recordVersion, st.mode)
 
 	dst = binary.AppendUvarint(dst, uint64(len(st.hours)))
@@ -109,12 +111,17 @@ func (st *domainState) encode(dst []byte) []byte {
 		}
 	}
 
-	return appendCRC(dst)
+	return appendCRC(name, dst)
 }
 
-// appendCRC appends the CRC-32C of data to it.
-func appendCRC(data []byte) []byte {
-	return binary.LittleEndian.AppendUint32(data, crc32.Checksum(data, castagnoli))
+// appendCRC appends the CRC-32C of key followed by data to data.
+func appendCRC(key string, data []byte) []byte {
+	return binary.LittleEndian.AppendUint32(data, keyedCRC(key, data))
+}
+
+func keyedCRC(key string, data []byte) uint32 {
+	crc := crc32.Update(0, castagnoli, []byte(key))
+	return crc32.Update(crc, castagnoli, data)
 }
 
 // recordReader walks the bytes of a record. After the first error every
@@ -125,14 +132,14 @@ type recordReader struct {
 	err  error
 }
 
-// openRecord checks the checksum and version of data and returns a reader
-// positioned after the mode byte.
-func openRecord(data []byte) (recordReader, byte, error) {
+// openRecord checks the checksum and version of the record of name and
+// returns a reader positioned after the mode byte.
+func openRecord(name string, data []byte) (recordReader, byte, error) {
 	if len(data) < 2+4 {
 		return recordReader{}, 0, errTruncated
 	}
 	body := data[:len(data)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+	if keyedCRC(name, body) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
 		return recordReader{}, 0, errChecksum
 	}
 	if body[0] != recordVersion {
@@ -207,8 +214,9 @@ func (r *recordReader) addHour(base uint32, delta uint64) uint32 {
 	return base + uint32(delta)
 }
 
-// hourSpans reads the hours section, calling visit for each hour in order.
-func (r *recordReader) hourSpans(visit func(hourSpan)) (base uint32) {
+// hourSpans reads the hours section, calling visit for each hour in order,
+// and returns the first and last hour.
+func (r *recordReader) hourSpans(visit func(hourSpan)) (base, final uint32) {
 	n := r.count(3)
 	var hour uint32
 	for i := 0; i < n && r.err == nil; i++ {
@@ -232,12 +240,12 @@ func (r *recordReader) hourSpans(visit func(hourSpan)) (base uint32) {
 			visit(hourSpan{hour: hour, first: start + int64(first), last: start + int64(last)})
 		}
 	}
-	return base
+	return base, hour
 }
 
 // machine reads one machine of an exact-mode record, appending its runs to
-// runs. It checks that hashes increase, passing the previous hash in.
-func (r *recordReader) machine(base uint32, runs []hourRun) (uint64, []hourRun) {
+// runs. Every run must lie between the record's first and last hour.
+func (r *recordReader) machine(base, final uint32, runs []hourRun) (uint64, []hourRun) {
 	hash := r.uint64()
 	n := r.count(2)
 	last := base
@@ -250,6 +258,9 @@ func (r *recordReader) machine(base uint32, runs []hourRun) (uint64, []hourRun) 
 		}
 		start := r.addHour(last, startDelta)
 		end := r.addHour(start, r.uvarint())
+		if end > final {
+			r.fail(errHourOverrun)
+		}
 		runs = append(runs, hourRun{start: start, end: end})
 		last = end
 	}
@@ -259,15 +270,15 @@ func (r *recordReader) machine(base uint32, runs []hourRun) (uint64, []hourRun) 
 	return hash, runs
 }
 
-// decodeState decodes a whole record.
-func decodeState(data []byte) (*domainState, error) {
-	r, mode, err := openRecord(data)
+// decodeState decodes the whole record of the domain name.
+func decodeState(name string, data []byte) (*domainState, error) {
+	r, mode, err := openRecord(name, data)
 	if err != nil {
 		return nil, err
 	}
 
 	st := &domainState{mode: mode}
-	base := r.hourSpans(func(h hourSpan) { st.hours = append(st.hours, h) })
+	base, final := r.hourSpans(func(h hourSpan) { st.hours = append(st.hours, h) })
 
 	if mode == modeExact {
 		n := r.count(9)
@@ -276,7 +287,7 @@ func decodeState(data []byte) (*domainState, error) {
 		for i := 0; i < n && r.err == nil; i++ {
 			from := len(all)
 			var hash uint64
-			hash, all = r.machine(base, all)
+			hash, all = r.machine(base, final, all)
 			if i > 0 && hash <= st.machines[i-1].hash {
 				r.fail(errOutOfOrder)
 			}

@@ -24,7 +24,7 @@ func sampleState() *domainState {
 
 func TestRecordRoundTrip(t *testing.T) {
 	for _, st := range []*domainState{sampleState(), {mode: modeSketch, hours: sampleState().hours}} {
-		got, err := decodeState(st.encode(nil))
+		got, err := decodeState("example.com", st.encode("example.com", nil))
 		if err != nil {
 			t.Fatalf("decodeState(encode(%+v)) failed: %v", st, err)
 		}
@@ -35,25 +35,28 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestDecodeStateRejectsDamage(t *testing.T) {
-	data := sampleState().encode(nil)
+	data := sampleState().encode("example.com", nil)
 	for i := range data {
 		for _, flip := range []byte{0x01, 0x80, 0xff} {
 			damaged := append([]byte{}, data...)
 			damaged[i] ^= flip
-			if _, err := decodeState(damaged); err == nil {
+			if _, err := decodeState("example.com", damaged); err == nil {
 				t.Errorf("decodeState accepted the record with byte %d flipped by %#x", i, flip)
 			}
 		}
 	}
+	if _, err := decodeState("example.org", data); !errors.Is(err, errChecksum) {
+		t.Errorf("decodeState under another domain = %v, want a checksum error", err)
+	}
 	for n := range len(data) {
-		if _, err := decodeState(data[:n]); err == nil {
+		if _, err := decodeState("example.com", data[:n]); err == nil {
 			t.Errorf("decodeState accepted the record cut to %d bytes", n)
 		}
 	}
 
 	newer := append([]byte{}, data...)
 	newer[0] = recordVersion + 1
-	if _, err := decodeState(newer); !errors.Is(err, errChecksum) && !errors.Is(err, errVersion) {
+	if _, err := decodeState("example.com", newer); !errors.Is(err, errChecksum) && !errors.Is(err, errVersion) {
 		t.Errorf("decodeState of a newer version = %v, want a checksum or version error", err)
 	}
 }
@@ -64,20 +67,20 @@ func TestDecodeStateRejectsDamage(t *testing.T) {
 // unchanged. Bytes may differ, because the decoder accepts varints that are
 // not minimally encoded.
 func FuzzDecodeState(f *testing.F) {
-	valid := sampleState().encode(nil)
+	valid := sampleState().encode("example.com", nil)
 	f.Add(valid[:len(valid)-4])
 	f.Add([]byte{recordVersion, modeExact, 0, 0})
 	f.Add([]byte{recordVersion, modeSketch, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0})
 	f.Add([]byte{recordVersion, modeExact, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		data := appendCRC(append([]byte{}, body...))
-		st, err := decodeState(data)
+		data := appendCRC("example.com", append([]byte{}, body...))
+		st, err := decodeState("example.com", data)
 		if err != nil {
 			return
 		}
-		again, err := decodeState(st.encode(nil))
+		again, err := decodeState("example.com", st.encode("example.com", nil))
 		if err != nil {
-			t.Fatalf("re-encoded record %x does not decode: %v", st.encode(nil), err)
+			t.Fatalf("re-encoded record %x does not decode: %v", st.encode("example.com", nil), err)
 		}
 		if diff := cmp.Diff(st, again, cmp.AllowUnexported(domainState{}, hourSpan{}, machineRuns{}, hourRun{})); diff != "" {
 			t.Fatalf("record changed through encode and decode (-first +second):\n%s", diff)

@@ -50,19 +50,24 @@ func NormalizeDomain(domain string) (string, error) {
 		return "", invalidDomain(domain, "not valid UTF-8")
 	}
 	name = strings.ToLower(name)
-	name = strings.TrimSuffix(name, ".")
+	name, trimmed := strings.CutSuffix(name, ".")
 	if name == "" {
 		return "", invalidDomain(domain, "empty name")
 	}
 
 	// Only names with non-ASCII runes or punycode labels need the IDNA
-	// mapping; it also checks that punycode labels decode.
+	// mapping; it also checks that punycode labels decode. The mapping
+	// turns full-width and ideographic full stops into dots, so the one
+	// trailing dot may only appear after it.
 	if !isASCII(name) || strings.Contains(name, "xn--") {
 		ascii, err := idnaProfile.ToASCII(name)
 		if err != nil {
 			return "", invalidDomain(domain, "not a valid internationalized name")
 		}
 		name = strings.ToLower(ascii)
+		if !trimmed {
+			name = strings.TrimSuffix(name, ".")
+		}
 	}
 
 	if err := checkDomain(name); err != nil {

@@ -18,16 +18,27 @@ const sweepEveryHours = 24
 // call, in one bbolt transaction. Once it returns nil those events survive
 // a crash. On error the events stay buffered for the next flush.
 func (s *Store) Flush() error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	return s.flush()
 }
 
+// flush runs one flush unless Close has closed the file.
 func (s *Store) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	if s.dbClosed {
+		return ErrClosed
+	}
+	return s.flushLocked()
+}
 
+// flushLocked commits the buffer; the caller holds flushMu.
+func (s *Store) flushLocked() error {
 	// Take the checkpoints and the shards under one lock, so that no
 	// checkpoint is taken without the events recorded before it.
 	s.pendingMu.Lock()
@@ -47,11 +58,13 @@ func (s *Store) flush() error {
 		shard.mu.Unlock()
 	}
 	s.inflight = batch
+	s.inflightCheckpoints = checkpoints
 	s.pendingMu.Unlock()
 
 	if len(batch) == 0 && len(checkpoints) == 0 {
 		s.pendingMu.Lock()
 		s.inflight = nil
+		s.inflightCheckpoints = nil
 		s.pendingMu.Unlock()
 		return nil
 	}
@@ -62,16 +75,19 @@ func (s *Store) flush() error {
 	})
 
 	if err != nil {
-		// Put everything back before the inflight copy disappears, so
-		// that Stats never misses an event and the next flush retries.
-		s.restore(batch)
+		// Put everything back for the next flush. Doing it under
+		// pendingMu, together with dropping inflight, keeps Stats from
+		// missing an event and from reading a buffer that Record is
+		// changing.
 		s.pendingMu.Lock()
+		s.restore(batch)
 		for key, value := range checkpoints {
 			if _, newer := s.checkpoints[key]; !newer {
 				s.checkpoints[key] = value
 			}
 		}
 		s.inflight = nil
+		s.inflightCheckpoints = nil
 		s.pendingMu.Unlock()
 		return fmt.Errorf("domainstats: flush to %s: %w", s.path, err)
 	}
@@ -80,11 +96,13 @@ func (s *Store) flush() error {
 	s.cache.invalidate()
 	s.pendingMu.Lock()
 	s.inflight = nil
+	s.inflightCheckpoints = nil
 	s.pendingMu.Unlock()
 	return nil
 }
 
-// restore returns the events of a failed flush to the write buffer.
+// restore returns the events of a failed flush to the write buffer. The
+// caller holds pendingMu.
 func (s *Store) restore(batch map[string]*pendingDomain) {
 	for name, pending := range batch {
 		shard := s.shardFor(name)
@@ -149,7 +167,7 @@ func (s *Store) commitDomain(tx *bolt.Tx, name string, pending *pendingDomain, c
 	st := &domainState{mode: modeExact}
 	if data := domains.Get(key); data != nil {
 		var err error
-		st, err = decodeState(data)
+		st, err = decodeState(name, data)
 		if err != nil {
 			// NOTE: a damaged record stops every flush until it is
 			// deleted, so that no event is silently dropped; the
@@ -180,7 +198,7 @@ func (s *Store) commitDomain(tx *bolt.Tx, name string, pending *pendingDomain, c
 	if len(st.hours) == 0 {
 		return domains.Delete(key)
 	}
-	return domains.Put(key, st.encode(nil))
+	return domains.Put(key, st.encode(name, nil))
 }
 
 // sweep prunes every stored domain to the retention cutoff and deletes the
@@ -191,7 +209,7 @@ func (s *Store) sweep(tx *bolt.Tx, cutoff uint32) error {
 	updated := make(map[string][]byte)
 
 	err := domains.ForEach(func(key, data []byte) error {
-		st, err := decodeState(data)
+		st, err := decodeState(string(key), data)
 		if err != nil {
 			// Damaged records are left for verify to report.
 			return nil
@@ -203,7 +221,7 @@ func (s *Store) sweep(tx *bolt.Tx, cutoff uint32) error {
 		if len(st.hours) == 0 {
 			emptied = append(emptied, string(key))
 		} else {
-			updated[string(key)] = st.encode(nil)
+			updated[string(key)] = st.encode(string(key), nil)
 		}
 		return nil
 	})

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"sync"
 
@@ -20,7 +19,8 @@ import (
 //
 //	byte     format version (sketchVersion)
 //	...      the sketch in axiomhq/hyperloglog's binary format (version 2)
-//	4 bytes  CRC-32C of everything before it (little endian)
+//	4 bytes  CRC-32C of the key, then everything before it (little
+//	         endian)
 const sketchVersion = 1
 
 var errSketchChecksum = errors.New("sketch checksum mismatch")
@@ -32,20 +32,20 @@ func sketchKey(name string, hour uint32) []byte {
 	return binary.BigEndian.AppendUint32(key, hour)
 }
 
-func encodeSketch(sk *hyperloglog.Sketch) ([]byte, error) {
+func encodeSketch(key []byte, sk *hyperloglog.Sketch) ([]byte, error) {
 	data, err := sk.AppendBinary([]byte{sketchVersion})
 	if err != nil {
 		return nil, err
 	}
-	return appendCRC(data), nil
+	return appendCRC(string(key), data), nil
 }
 
-func decodeSketch(data []byte) (*hyperloglog.Sketch, error) {
+func decodeSketch(key, data []byte) (*hyperloglog.Sketch, error) {
 	if len(data) < 1+4 {
 		return nil, errTruncated
 	}
 	body := data[:len(data)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+	if keyedCRC(string(key), body) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
 		return nil, errSketchChecksum
 	}
 	if body[0] != sketchVersion {
@@ -109,14 +109,14 @@ func (s *Store) insertIntoSketches(tx *bolt.Tx, name string, byHour map[uint32][
 		sk := s.newSketch()
 		if data := bucket.Get(key); data != nil {
 			var err error
-			if sk, err = decodeSketch(data); err != nil {
+			if sk, err = decodeSketch(key, data); err != nil {
 				return fmt.Errorf("%w: domain %q, sketch of hour %d: %v", ErrCorrupt, name, hour, err)
 			}
 		}
 		for _, h := range hashes {
 			sk.InsertHash(h)
 		}
-		data, err := encodeSketch(sk)
+		data, err := encodeSketch(key, sk)
 		if err != nil {
 			return fmt.Errorf("domain %q: encode sketch: %w", name, err)
 		}
@@ -176,7 +176,7 @@ func (s *Store) windowSketch(tx *bolt.Tx, name string, start, end uint32, genera
 	c := tx.Bucket(sketchesBucket).Cursor()
 	last := sketchKey(name, end)
 	for k, v := c.Seek(sketchKey(name, start)); k != nil && string(k) <= string(last); k, v = c.Next() {
-		sk, err := decodeSketch(v)
+		sk, err := decodeSketch(k, v)
 		if err != nil {
 			hour := binary.BigEndian.Uint32(k[len(k)-4:])
 			return nil, fmt.Errorf("%w: domain %q, sketch of hour %d: %v", ErrCorrupt, name, hour, err)

@@ -5,6 +5,8 @@ import (
 	"testing"
 )
 
+var fuzzSketchKey = sketchKey("example.com", 475_000)
+
 // FuzzDecodeSketch checks that arbitrary bytes, with a valid checksum
 // appended so that the sketch decoder is reached, never panic, and that a
 // sketch that decodes can be estimated and encoded again.
@@ -14,7 +16,7 @@ func FuzzDecodeSketch(f *testing.F) {
 		for i := range 1000 {
 			sk.InsertHash(hashFoldedASCII(fmt.Sprint(i)))
 		}
-		data, err := encodeSketch(sk)
+		data, err := encodeSketch(fuzzSketchKey, sk)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -24,12 +26,12 @@ func FuzzDecodeSketch(f *testing.F) {
 	f.Add([]byte{sketchVersion, 2, 4, 0, 0, 0, 0, 0, 16, 1, 2, 3})
 
 	f.Fuzz(func(t *testing.T, body []byte) {
-		sk, err := decodeSketch(appendCRC(append([]byte{}, body...)))
+		sk, err := decodeSketch(fuzzSketchKey, appendCRC(string(fuzzSketchKey), append([]byte{}, body...)))
 		if err != nil {
 			return
 		}
 		estimate(sk)
-		if _, err := encodeSketch(sk); err != nil {
+		if _, err := encodeSketch(fuzzSketchKey, sk); err != nil {
 			t.Fatalf("decoded sketch does not encode: %v", err)
 		}
 	})

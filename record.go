@@ -103,6 +103,9 @@ type bufferShard struct {
 // Stats includes it at once. Events older than the retention, counted back from
 // the newest event recorded, are dropped at the flush.
 func (s *Store) Record(domain, machine string, at time.Time) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	name, err := NormalizeDomain(domain)
 	if err != nil {
 		return err

@@ -45,6 +45,10 @@ var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("domainstats: store closed")
 
+	// ErrReadOnly is returned by Record, SetCheckpoint and Flush on a
+	// store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("domainstats: store opened read-only")
+
 	// ErrCorrupt is returned when a stored record fails its checksum or
 	// cannot be decoded. The wrapping error names the record.
 	ErrCorrupt = errors.New("domainstats: corrupt record")
@@ -74,7 +78,7 @@ func (s *Store) Stats(domain string) (Stats, error) {
 // A lookBack that is zero, negative or longer than the retention returns
 // an error wrapping ErrInvalidLookBack. A domain with no event in the
 // window returns an error wrapping ErrNotFound.
-func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (Stats, error) {
+func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (_ Stats, err error) {
 	if s.closed.Load() {
 		return Stats{}, ErrClosed
 	}
@@ -93,11 +97,12 @@ func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (Stats, err
 	}
 
 	// Read the buffer before the file: a flush moves events from the
-	// buffer to the file, never back, unless it fails and the file is
-	// unchanged.
+	// buffer to the file, and only after they are committed does it
+	// drop them from the buffer.
 	var acc windowAccumulator
 	s.addPending(name, w, &acc)
 	generation := s.cache.currentGeneration()
+	defer recoverDamage(&err, s.path)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		return s.addStored(tx, name, w, generation, &acc)
 	})
@@ -126,12 +131,16 @@ func (w hourWindow) contains(hour uint32) bool { return hour >= w.start && hour 
 // window returns the hours of a look-back ending at Now, clipped to the
 // retention, and false when nothing is left of it.
 func (s *Store) window(lookBack time.Duration) (hourWindow, bool) {
-	nowMillis := s.now().UnixMilli()
+	now := s.now()
+	nowMillis := now.UnixMilli()
 	if nowMillis < 0 {
 		return hourWindow{}, false
 	}
 	end := uint32(min(nowMillis/millisPerHour, 1<<32-1))
-	startMillis := max(nowMillis-lookBack.Milliseconds(), 0)
+
+	// Subtract before rounding to milliseconds, so that a look-back with a
+	// fraction of a millisecond still reaches the event it covers.
+	startMillis := max(now.Add(-lookBack).UnixMilli(), 0)
 	start := uint32(min(startMillis/millisPerHour, 1<<32-1))
 	start = max(start, s.cutoffHour(s.newestMillis()))
 	return hourWindow{start: start, end: end}, start <= end
@@ -179,6 +188,11 @@ func (s *Store) addPending(name string, w hourWindow, acc *windowAccumulator) {
 		}
 	}
 
+	// Holding pendingMu keeps a flush from moving events between the
+	// shards and inflight while both are read.
+	s.pendingMu.RLock()
+	defer s.pendingMu.RUnlock()
+
 	shard := s.shardFor(name)
 	shard.mu.Lock()
 	if pending := shard.domains[name]; pending != nil {
@@ -186,11 +200,9 @@ func (s *Store) addPending(name string, w hourWindow, acc *windowAccumulator) {
 	}
 	shard.mu.Unlock()
 
-	s.pendingMu.RLock()
 	if pending := s.inflight[name]; pending != nil {
 		add(pending)
 	}
-	s.pendingMu.RUnlock()
 }
 
 // addStored adds the stored record of name to acc and sets its prevalence.
@@ -201,11 +213,11 @@ func (s *Store) addStored(tx *bolt.Tx, name string, w hourWindow, generation uin
 		return nil
 	}
 
-	r, mode, err := openRecord(data)
+	r, mode, err := openRecord(name, data)
 	if err != nil {
 		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, err)
 	}
-	base := r.hourSpans(func(span hourSpan) {
+	base, final := r.hourSpans(func(span hourSpan) {
 		if w.contains(span.hour) {
 			acc.addSpan(span)
 		}
@@ -238,7 +250,7 @@ func (s *Store) addStored(tx *bolt.Tx, name string, w hourWindow, generation uin
 	if r.err != nil {
 		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, r.err)
 	}
-	count, err := countMachinesInWindow(r.data[r.pos:], n, base, w, acc.pendingMachines)
+	count, err := countMachinesInWindow(r.data[r.pos:], n, base, final, w, acc.pendingMachines)
 	if err != nil {
 		return fmt.Errorf("%w: domain %q: %v", ErrCorrupt, name, err)
 	}
@@ -249,8 +261,9 @@ func (s *Store) addStored(tx *bolt.Tx, name string, w hourWindow, generation uin
 // countMachinesInWindow walks the n machines of an exact-mode record in
 // data and counts those with a run overlapping w, leaving out the ones in
 // skip. It is the inner loop of Stats, so it reads the bytes in place
-// rather than through recordReader, with the same checks.
-func countMachinesInWindow(data []byte, n int, base uint32, w hourWindow, skip map[uint64]struct{}) (int64, error) {
+// rather than through recordReader, with the same bounds checks; base and
+// final are the record's first and last hour.
+func countMachinesInWindow(data []byte, n int, base, final uint32, w hourWindow, skip map[uint64]struct{}) (int64, error) {
 	var count int64
 	pos := 0
 	for range n {
@@ -282,7 +295,7 @@ func countMachinesInWindow(data []byte, n int, base uint32, w hourWindow, skip m
 
 			start := last + delta
 			end := start + length
-			if end > 1<<32-1 {
+			if end > uint64(final) {
 				return 0, errHourOverrun
 			}
 			if start <= uint64(w.end) && end >= uint64(w.start) {

@@ -69,6 +69,12 @@ type Options struct {
 	// OnFlushError, if set, is called with the error of each failed
 	// background flush. The events stay buffered for the next flush.
 	OnFlushError func(error)
+
+	// ReadOnly opens an existing file for reading only: Stats, Checkpoint
+	// and Verify work, while Record, SetCheckpoint and Flush return
+	// ErrReadOnly. Nothing is written to the file, and other read-only
+	// opens may share it, but not a process that writes.
+	ReadOnly bool
 }
 
 // Store records domain events in a bbolt file and computes their statistics.
@@ -92,8 +98,12 @@ type Store struct {
 	stopFlusher     chan struct{}
 	flusherFinished chan struct{}
 
-	// flushMu serializes flushes, and Close with them.
+	readOnly bool
+
+	// flushMu serializes flushes, Verify and the end of Close.
 	flushMu sync.Mutex
+	// dbClosed is set, under flushMu, once Close has closed the file.
+	dbClosed bool
 
 	// pendingMu guards inflight and checkpoints.
 	pendingMu sync.RWMutex
@@ -103,6 +113,8 @@ type Store struct {
 	inflight map[string]*pendingDomain
 	// checkpoints are set but not yet committed.
 	checkpoints map[string][]byte
+	// inflightCheckpoints are the checkpoints a running flush commits.
+	inflightCheckpoints map[string][]byte
 
 	// storedNewest is the newest event committed to the file, Unix ms, or
 	// -1 for an empty store.
@@ -199,34 +211,71 @@ func Open(path string, opts *Options) (*Store, error) {
 		s.shards[i].newest = -1
 	}
 
-	// NoFreelistSync trades a slower open after a crash for cheaper
-	// commits; the freelist is rebuilt from the pages on open.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        lockTimeout,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if errors.Is(err, boltErrors.ErrTimeout) {
-		return nil, fmt.Errorf("domainstats: open %s: file is locked by another process (waited %s)", path, lockTimeout)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("domainstats: open %s: %w", path, err)
-	}
-	s.db = db
-
-	// Create the buckets on first use and check the layout of an
-	// existing file before anything writes to it.
-	if err := db.Update(s.initFile); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("domainstats: open %s: %w", path, err)
+	s.readOnly = opts.ReadOnly
+	if err := s.openFile(lockTimeout); err != nil {
+		return nil, err
 	}
 
-	if s.flushInterval > 0 {
+	if s.flushInterval > 0 && !s.readOnly {
 		go s.runFlusher()
 	} else {
 		close(s.flusherFinished)
 	}
 	return s, nil
+}
+
+// openFile opens the bbolt file and checks its layout. bbolt panics on
+// some damaged pages; openFile returns that as ErrCorrupt instead.
+func (s *Store) openFile(lockTimeout time.Duration) (err error) {
+	defer recoverDamage(&err, s.path)
+
+	// The freelist is kept in the file (bbolt's default), because without
+	// it Open walks every page, and on a damaged page that walk crashes
+	// the process from a goroutine nothing can recover.
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
+		Timeout:      lockTimeout,
+		FreelistType: bolt.FreelistMapType,
+		ReadOnly:     s.readOnly,
+	})
+	if errors.Is(err, boltErrors.ErrTimeout) {
+		return fmt.Errorf("domainstats: open %s: file is locked by another process (waited %s)", s.path, lockTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("domainstats: open %s: %w", s.path, err)
+	}
+	s.db = db
+
+	// Create the buckets on first use and check the layout of an
+	// existing file before anything writes to it.
+	if s.readOnly {
+		err = db.View(s.readFileSettings)
+	} else {
+		err = db.Update(s.initFile)
+	}
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("domainstats: open %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// recoverDamage turns a panic of bbolt on a damaged file into an error
+// wrapping ErrCorrupt. Callers defer it.
+func recoverDamage(err *error, path string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: file %s: damaged pages: %v", ErrCorrupt, path, r)
+	}
+}
+
+// readFileSettings reads the settings that initFile writes, for a
+// read-only open.
+func (s *Store) readFileSettings(tx *bolt.Tx) error {
+	for _, name := range [][]byte{domainsBucket, sketchesBucket, checkpointsBucket, metaBucket} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q is missing; is this a domainstats file?", ErrCorrupt, name)
+		}
+	}
+	return s.applyFileSettings(tx.Bucket(metaBucket), false)
 }
 
 func (s *Store) initFile(tx *bolt.Tx) error {
@@ -235,12 +284,26 @@ func (s *Store) initFile(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	meta := tx.Bucket(metaBucket)
+	return s.applyFileSettings(tx.Bucket(metaBucket), true)
+}
+
+// applyFileSettings checks the file format and takes the precision,
+// retention and newest event stored in meta. With write set, it stores
+// what a new file lacks and a changed retention.
+func (s *Store) applyFileSettings(meta *bolt.Bucket, write bool) error {
+	put := func(key, value []byte) error {
+		if !write {
+			return nil
+		}
+		return meta.Put(key, value)
+	}
 
 	format := meta.Get(formatKey)
 	switch {
+	case format == nil && !write:
+		return fmt.Errorf("%w: meta key %q is missing; is this a domainstats file?", ErrCorrupt, formatKey)
 	case format == nil:
-		if err := meta.Put(formatKey, []byte{fileFormat}); err != nil {
+		if err := put(formatKey, []byte{fileFormat}); err != nil {
 			return err
 		}
 	case len(format) != 1 || format[0] != fileFormat:
@@ -251,7 +314,7 @@ func (s *Store) initFile(tx *bolt.Tx) error {
 	// because sketches of different precisions cannot be merged.
 	if stored := meta.Get(precisionKey); len(stored) == 1 {
 		s.precision = stored[0]
-	} else if err := meta.Put(precisionKey, []byte{s.precision}); err != nil {
+	} else if err := put(precisionKey, []byte{s.precision}); err != nil {
 		return err
 	}
 
@@ -269,7 +332,7 @@ func (s *Store) initFile(tx *bolt.Tx) error {
 		s.retentionHours = uint32(DefaultRetention / time.Hour)
 	}
 	if int64(s.retentionHours) != stored {
-		if err := meta.Put(retentionKey, appendInt64(nil, int64(s.retentionHours))); err != nil {
+		if err := put(retentionKey, appendInt64(nil, int64(s.retentionHours))); err != nil {
 			return err
 		}
 	}
@@ -330,8 +393,13 @@ func (s *Store) Close() error {
 	close(s.stopFlusher)
 	<-s.flusherFinished
 
-	flushErr := s.flush()
+	// Hold flushMu through db.Close, so that a Flush or Verify racing
+	// Close returns ErrClosed rather than reaching a closed file.
+	s.flushMu.Lock()
+	flushErr := s.flushLocked()
 	closeErr := s.db.Close()
+	s.dbClosed = true
+	s.flushMu.Unlock()
 	if flushErr != nil {
 		return fmt.Errorf("domainstats: close %s: final flush failed, buffered events are lost: %w", s.path, flushErr)
 	}
@@ -394,24 +462,34 @@ func (s *Store) SetCheckpoint(key string, value []byte) error {
 	if key == "" {
 		return errors.New("domainstats: empty checkpoint key")
 	}
+	if s.readOnly {
+		return ErrReadOnly
+	}
+
+	// Close sets closed before its final flush takes the checkpoints under
+	// pendingMu, so checking it under the same lock never lets a
+	// checkpoint in after that flush.
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.pendingMu.Lock()
 	s.checkpoints[key] = append([]byte{}, value...)
-	s.pendingMu.Unlock()
 	return nil
 }
 
 // Checkpoint returns the value last set under key, including one not yet
 // flushed, or nil when there is none.
-func (s *Store) Checkpoint(key string) ([]byte, error) {
+func (s *Store) Checkpoint(key string) (_ []byte, err error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
 
 	s.pendingMu.RLock()
 	value, ok := s.checkpoints[key]
+	if !ok {
+		value, ok = s.inflightCheckpoints[key]
+	}
 	s.pendingMu.RUnlock()
 	if ok {
 		if len(value) == 0 {
@@ -420,7 +498,8 @@ func (s *Store) Checkpoint(key string) ([]byte, error) {
 		return append([]byte{}, value...), nil
 	}
 
-	err := s.db.View(func(tx *bolt.Tx) error {
+	defer recoverDamage(&err, s.path)
+	err = s.db.View(func(tx *bolt.Tx) error {
 		if stored := tx.Bucket(checkpointsBucket).Get([]byte(key)); stored != nil {
 			value = append([]byte{}, stored...)
 		}

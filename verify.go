@@ -30,13 +30,14 @@ func (d Damage) String() string {
 
 // VerifyReport is the result of Verify.
 type VerifyReport struct {
-	Domains  int      // domain records read
-	Sketches int      // hourly sketches read
-	Damaged  []Damage // what failed its checks, in key order
+	Domains      int      // domain records read
+	Sketches     int      // hourly sketches read
+	DamagedTotal int      // damaged parts found, listed or not
+	Damaged      []Damage // the first damaged parts found, at most 10,000
 }
 
 // maxReportedDamage bounds VerifyReport.Damaged, so that a thoroughly
-// broken file cannot exhaust memory; counting goes on past it.
+// broken file cannot exhaust memory; DamagedTotal counts past it.
 const maxReportedDamage = 10_000
 
 // Verify reads every stored record and sketch, checks its format version,
@@ -44,19 +45,28 @@ const maxReportedDamage = 10_000
 // pages. It changes nothing, and it sees the committed data only, not the
 // buffered events. The error is for failures to read at all; damage goes
 // into the report.
-func (s *Store) Verify() (VerifyReport, error) {
+func (s *Store) Verify() (report VerifyReport, err error) {
 	if s.closed.Load() {
 		return VerifyReport{}, ErrClosed
 	}
 
-	var report VerifyReport
+	// bbolt's page check reads the freelist, which a committing flush
+	// changes, so no flush may run meanwhile.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if s.dbClosed {
+		return VerifyReport{}, ErrClosed
+	}
+	defer recoverDamage(&err, s.path)
+
 	addDamage := func(d Damage) {
+		report.DamagedTotal++
 		if len(report.Damaged) < maxReportedDamage {
 			report.Damaged = append(report.Damaged, d)
 		}
 	}
 
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			addDamage(Damage{Part: "file structure", Err: err})
 		}
@@ -70,7 +80,7 @@ func (s *Store) Verify() (VerifyReport, error) {
 
 		err := tx.Bucket(domainsBucket).ForEach(func(key, data []byte) error {
 			report.Domains++
-			if _, err := decodeState(data); err != nil {
+			if _, err := decodeState(string(key), data); err != nil {
 				addDamage(Damage{Domain: string(key), Part: "record", Err: err})
 			}
 			return nil
@@ -87,7 +97,7 @@ func (s *Store) Verify() (VerifyReport, error) {
 			}
 			domain := string(key[:len(key)-5])
 			hour := binary.BigEndian.Uint32(key[len(key)-4:])
-			if _, err := decodeSketch(data); err != nil {
+			if _, err := decodeSketch(key, data); err != nil {
 				addDamage(Damage{Domain: domain, Part: fmt.Sprintf("sketch of hour %d", hour), Err: err})
 			}
 			return nil
