@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/domainstats/domainstats"
 )
 
 // errDamaged is returned by verify when the store has damage. The damage
@@ -14,8 +16,9 @@ func runVerify(_ context.Context, args []string, env environment) error {
 	fs := newFlagSet("verify", "verify [flags]",
 		"Reads every stored domain record and sketch, checks its format version, checksum and\n"+
 			"layout, and checks the file's page structure. Prints one line per damaged part, by\n"+
-			"domain, then a summary. Exits with status 1 when anything is damaged. It changes no\n"+
-			"stored data, but like every command it needs the file to itself: stop serve first.", env)
+			"domain, then a summary. Exits with status 1 when anything is damaged. It opens the\n"+
+			"file read-only and writes nothing; it can run beside other read-only commands, but\n"+
+			"not while serve or ingest has the file open.", env)
 	db := fs.String("db", defaultDB, "store file `path`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -28,9 +31,9 @@ func runVerify(_ context.Context, args []string, env environment) error {
 	if err := requireStore(*db); err != nil {
 		return err
 	}
-	store, err := openStore(*db, nowFlag{}, 0)
+	store, err := domainstats.Open(*db, &domainstats.Options{ReadOnly: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("open store %s: %w", *db, err)
 	}
 
 	report, verifyErr := store.Verify()
@@ -46,9 +49,12 @@ func runVerify(_ context.Context, args []string, env environment) error {
 		fmt.Fprintln(env.stdout, damage)
 	}
 	fmt.Fprintf(env.stdout, "%s: %d domain records and %d sketches checked, %d damaged parts found\n",
-		*db, report.Domains, report.Sketches, len(report.Damaged))
-	if len(report.Damaged) > 0 {
-		return fmt.Errorf("%w: %d damaged parts in %s", errDamaged, len(report.Damaged), *db)
+		*db, report.Domains, report.Sketches, report.DamagedTotal)
+	if report.DamagedTotal > len(report.Damaged) {
+		fmt.Fprintf(env.stdout, "only the first %d damaged parts are listed\n", len(report.Damaged))
+	}
+	if report.DamagedTotal > 0 {
+		return fmt.Errorf("%w: %d damaged parts in %s", errDamaged, report.DamagedTotal, *db)
 	}
 	return nil
 }
