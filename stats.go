@@ -31,7 +31,7 @@ var (
 	ErrInvalidDomain = errors.New("domainstats: invalid domain")
 
 	// ErrInvalidMachine is returned by Record when the machine ID is empty
-	// after trimming spaces.
+	// after trimming spaces or is not valid UTF-8.
 	ErrInvalidMachine = errors.New("domainstats: invalid machine")
 
 	// ErrInvalidTime is returned by Record for a zero time, a time before
