@@ -46,17 +46,25 @@ func (s *Store) flushLocked() error {
 	s.checkpoints = make(map[string][]byte)
 	batch := make(map[string]*pendingDomain)
 	batchNewest := int64(-1)
-	for i := range s.shards {
-		shard := &s.shards[i]
-		shard.mu.Lock()
-		if len(shard.domains) > 0 {
-			maps.Copy(batch, shard.domains)
-			shard.domains = make(map[string]*pendingDomain)
-			shard.entries = 0
+	s.eachBuffer(func(buffer *bufferShard) {
+		buffer.mu.Lock()
+		defer buffer.mu.Unlock()
+		batchNewest = max(batchNewest, buffer.newest.Load())
+		if len(buffer.domains) == 0 {
+			return
 		}
-		batchNewest = max(batchNewest, shard.newest)
-		shard.mu.Unlock()
-	}
+
+		// A domain may be buffered in a shard and in Recorders too.
+		for name, pending := range buffer.domains {
+			if current := batch[name]; current != nil {
+				current.merge(pending)
+			} else {
+				batch[name] = pending
+			}
+		}
+		buffer.domains = make(map[string]*pendingDomain)
+		buffer.entries = 0
+	})
 	s.inflight = batch
 	s.inflightCheckpoints = checkpoints
 	s.pendingMu.Unlock()

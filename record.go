@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -82,16 +83,64 @@ func (p *pendingDomain) merge(other *pendingDomain) {
 
 func (p *pendingDomain) size() int { return len(p.pairs) + len(p.hours) }
 
-// bufferShard is one independently locked part of the write buffer.
+// bufferShard is one independently locked part of the write buffer: one
+// of the store's shards or a Recorder's own buffer.
 type bufferShard struct {
 	mu      sync.Mutex
 	domains map[string]*pendingDomain // guarded by mu
 	entries int                       // guarded by mu: pairs plus hours buffered
-	newest  int64                     // guarded by mu: newest event, Unix ms
 	closed  bool                      // guarded by mu: set by Close
+
+	// newest is the newest event buffered here, in Unix ms, or -1. It is
+	// written under mu and read without it.
+	newest atomic.Int64
+
+	// softLimit of entries asks the flusher to run; at hardLimit, Record
+	// flushes itself.
+	softLimit, hardLimit int
 
 	// Padding keeps neighbouring shards' locks on separate cache lines.
 	_ [64]byte
+}
+
+func (b *bufferShard) init(softLimit int) {
+	b.domains = make(map[string]*pendingDomain)
+	b.newest.Store(-1)
+	b.softLimit = softLimit
+	b.hardLimit = 2 * softLimit
+}
+
+// Recorder is a write buffer of its own for one goroutine that records many
+// events, such as one ingest worker. Recording through a Recorder never
+// contends with other goroutines, so ingest scales across cores, while
+// Store.Record shares the store's buffer with every caller. Flushes, Stats
+// and Close treat events buffered in a Recorder like any other.
+//
+// A Recorder is safe for concurrent use, but it is meant for one goroutine
+// at a time. Recorders live as long as their store; create one per worker
+// and reuse it.
+type Recorder struct {
+	store  *Store
+	buffer bufferShard
+}
+
+// NewRecorder returns a Recorder that buffers up to a sixteenth of
+// Options.MaxBufferedPairs entries before it asks for a flush.
+func (s *Store) NewRecorder() *Recorder {
+	r := &Recorder{store: s}
+	r.buffer.init(max(s.maxBuffered/16, 64))
+
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	r.buffer.closed = s.closed.Load()
+	s.recorders = append(s.recorders, r)
+	return r
+}
+
+// Record adds one event to the Recorder's buffer. It behaves as
+// Store.Record does.
+func (r *Recorder) Record(domain, machine string, at time.Time) error {
+	return r.store.record(domain, machine, at, &r.buffer)
 }
 
 // Record adds one event: machine contacted domain at time at. The domain is
@@ -103,6 +152,12 @@ type bufferShard struct {
 // Stats includes it at once. Events older than the retention, counted back from
 // the newest event recorded, are dropped at the flush.
 func (s *Store) Record(domain, machine string, at time.Time) error {
+	return s.record(domain, machine, at, nil)
+}
+
+// record adds an event to buffer, or to the store's shard for the domain
+// when buffer is nil.
+func (s *Store) record(domain, machine string, at time.Time, buffer *bufferShard) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
@@ -120,14 +175,17 @@ func (s *Store) Record(domain, machine string, at time.Time) error {
 	}
 	hour := uint32(millis / millisPerHour)
 
-	shard := s.shardFor(name)
+	shard := buffer
+	if shard == nil {
+		shard = s.shardFor(name)
+	}
 	for {
 		shard.mu.Lock()
 		if shard.closed {
 			shard.mu.Unlock()
 			return ErrClosed
 		}
-		if shard.entries < s.hardShardLimit {
+		if shard.entries < shard.hardLimit {
 			break
 		}
 
@@ -146,8 +204,10 @@ func (s *Store) Record(domain, machine string, at time.Time) error {
 		shard.domains[strings.Clone(name)] = pending
 	}
 	shard.entries += pending.add(machineHash, hour, millis)
-	shard.newest = max(shard.newest, millis)
-	full := shard.entries >= s.softShardLimit
+	if millis > shard.newest.Load() {
+		shard.newest.Store(millis)
+	}
+	full := shard.entries >= shard.softLimit
 	shard.mu.Unlock()
 
 	if full {

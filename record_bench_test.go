@@ -134,3 +134,27 @@ func BenchmarkEstimate(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRecorderParallel gives each goroutine its own Recorder, as
+// ingest workers have. Compare -cpu 1,2 for the scaling across cores.
+func BenchmarkRecorderParallel(b *testing.B) {
+	s := openBenchStore(b, nil)
+	at := testNow.Add(-time.Minute)
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		id := worker.Add(1)
+		recorder := s.NewRecorder()
+		domains := make([]string, 64)
+		for i := range domains {
+			domains[i] = fmt.Sprintf("d%d-%d.example.com", id, i)
+		}
+		i := 0
+		for pb.Next() {
+			if err := recorder.Record(domains[i&63], "10.1.2.3", at); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}

@@ -193,12 +193,17 @@ func (s *Store) addPending(name string, w hourWindow, acc *windowAccumulator) {
 	s.pendingMu.RLock()
 	defer s.pendingMu.RUnlock()
 
-	shard := s.shardFor(name)
-	shard.mu.Lock()
-	if pending := shard.domains[name]; pending != nil {
-		add(pending)
+	readBuffer := func(buffer *bufferShard) {
+		buffer.mu.Lock()
+		if pending := buffer.domains[name]; pending != nil {
+			add(pending)
+		}
+		buffer.mu.Unlock()
 	}
-	shard.mu.Unlock()
+	readBuffer(s.shardFor(name))
+	for _, r := range s.recorders {
+		readBuffer(&r.buffer)
+	}
 
 	if pending := s.inflight[name]; pending != nil {
 		add(pending)

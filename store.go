@@ -91,8 +91,7 @@ type Store struct {
 	retentionHours  uint32
 	exactLimit      int
 	precision       uint8
-	softShardLimit  int
-	hardShardLimit  int
+	maxBuffered     int
 	onFlushError    func(error)
 	flushInterval   time.Duration
 	shardSeed       maphash.Seed
@@ -109,8 +108,10 @@ type Store struct {
 	// dbClosed is set, under flushMu, once Close has closed the file.
 	dbClosed bool
 
-	// pendingMu guards inflight and checkpoints.
+	// pendingMu guards inflight, checkpoints and recorders.
 	pendingMu sync.RWMutex
+	// recorders are every Recorder of the store; flushes drain them too.
+	recorders []*Recorder
 	// inflight is the buffer a running flush is committing. Stats reads it
 	// so that events stay visible between leaving the shards and landing
 	// in the file.
@@ -202,8 +203,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if maxBuffered < 0 {
 		return nil, fmt.Errorf("domainstats: invalid buffer limit %d: must be positive", maxBuffered)
 	}
-	s.softShardLimit = max(1, maxBuffered/shardCount)
-	s.hardShardLimit = 2 * s.softShardLimit
+	s.maxBuffered = maxBuffered
 
 	lockTimeout := opts.LockTimeout
 	if lockTimeout == 0 {
@@ -211,8 +211,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 
 	for i := range s.shards {
-		s.shards[i].domains = make(map[string]*pendingDomain)
-		s.shards[i].newest = -1
+		s.shards[i].init(max(1, maxBuffered/shardCount))
 	}
 
 	s.readOnly = opts.ReadOnly
@@ -388,12 +387,13 @@ func (s *Store) Close() error {
 
 	// Stop new events before the final flush so that none is accepted
 	// and then left behind.
-	for i := range s.shards {
-		shard := &s.shards[i]
-		shard.mu.Lock()
-		shard.closed = true
-		shard.mu.Unlock()
-	}
+	s.pendingMu.RLock()
+	s.eachBuffer(func(buffer *bufferShard) {
+		buffer.mu.Lock()
+		buffer.closed = true
+		buffer.mu.Unlock()
+	})
+	s.pendingMu.RUnlock()
 	close(s.stopFlusher)
 	<-s.flusherFinished
 
@@ -434,13 +434,23 @@ func (s *Store) Newest() (time.Time, bool) {
 
 func (s *Store) newestMillis() int64 {
 	newest := s.storedNewest.Load()
-	for i := range s.shards {
-		shard := &s.shards[i]
-		shard.mu.Lock()
-		newest = max(newest, shard.newest)
-		shard.mu.Unlock()
-	}
+	s.pendingMu.RLock()
+	s.eachBuffer(func(buffer *bufferShard) {
+		newest = max(newest, buffer.newest.Load())
+	})
+	s.pendingMu.RUnlock()
 	return newest
+}
+
+// eachBuffer calls visit for every write buffer: the shards, then each
+// Recorder's. The caller holds pendingMu.
+func (s *Store) eachBuffer(visit func(*bufferShard)) {
+	for i := range s.shards {
+		visit(&s.shards[i])
+	}
+	for _, r := range s.recorders {
+		visit(&r.buffer)
+	}
 }
 
 // cutoffHour returns the oldest hour the retention keeps when the newest

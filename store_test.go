@@ -525,8 +525,8 @@ func TestBufferStaysBounded(t *testing.T) {
 			shard.mu.Lock()
 			entries := shard.entries
 			shard.mu.Unlock()
-			if entries > s.hardShardLimit {
-				t.Fatalf("shard %d buffers %d entries, above its limit of %d", j, entries, s.hardShardLimit)
+			if entries > shard.hardLimit {
+				t.Fatalf("shard %d buffers %d entries, above its limit of %d", j, entries, shard.hardLimit)
 			}
 		}
 	}
