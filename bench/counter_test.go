@@ -87,9 +87,9 @@ func counterCases() []counterCase {
 		{
 			name: "store",
 			open: func(t *testing.T) Counter {
-				c, err := openStore(filepath.Join(t.TempDir(), "store.db"), -1)
+				c, err := OpenStore(filepath.Join(t.TempDir(), "store.db"), BenchNow, -1)
 				if err != nil {
-					skipOrFatal(t, err)
+					t.Fatal(err)
 				}
 				return c
 			},

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,12 +40,12 @@ func sharedRedis(tb testing.TB) *RedisServer {
 	return server
 }
 
-// skipOrFatal skips tb when err means that a baseline or the store is
-// unavailable on this machine, and fails it otherwise.
+// skipOrFatal skips tb when err means that redis-server is not installed,
+// and fails it otherwise.
 func skipOrFatal(tb testing.TB, err error) {
 	tb.Helper()
 
-	if errors.Is(err, ErrRedisMissing) || errors.Is(err, errStoreUnfinished) {
+	if errors.Is(err, ErrRedisMissing) {
 		tb.Skipf("skipping: %v", err)
 	}
 	tb.Fatal(err)
@@ -73,25 +72,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// errStoreUnfinished is returned by openStore while the store's methods
-// still panic with "TODO" because the library is unfinished.
-var errStoreUnfinished = errors.New("the domainstats store is not implemented yet")
-
-// openStore opens a StoreCounter at path, turning a "TODO" panic of the
-// unfinished library into errStoreUnfinished.
-func openStore(path string, flushInterval time.Duration) (counter *StoreCounter, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if !strings.Contains(fmt.Sprint(r), "TODO") {
-				panic(r)
-			}
-			counter, err = nil, fmt.Errorf("%w (%v)", errStoreUnfinished, r)
-		}
-	}()
-	return OpenStore(path, BenchNow, flushInterval)
-}
-
-// Implementations are the names of the counters that run side by side, as
+// implementations are the names of the counters that run side by side, as
 // they appear in benchmark names.
 var implementations = []string{"store", "sqlite-pairs", "sqlite-events", "redis-hll", "map"}
 
@@ -100,7 +81,7 @@ var implementations = []string{"store", "sqlite-pairs", "sqlite-events", "redis-
 func openCounter(impl, dir string, redisDB int) (Counter, error) {
 	switch impl {
 	case "store":
-		return openStore(filepath.Join(dir, "store.db"), time.Second)
+		return OpenStore(filepath.Join(dir, "store.db"), BenchNow, time.Second)
 	case "sqlite-pairs":
 		return OpenSQLite(filepath.Join(dir, "pairs.db"), SQLitePairs, BenchNow)
 	case "sqlite-events":

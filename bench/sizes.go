@@ -30,8 +30,9 @@ type SizedDomain struct {
 // second time, in hours drawn at random over the 30 days that end at Now.
 // The first machine's first event falls in the last 47 hours, so that every
 // domain has at least one machine in every window.
-// No event falls within two hours of a window's start, so a store that
-// rounds windows to whole hours returns the same exact count.
+// No event falls within an hour of the 48-hour window's start or in the
+// two oldest hours of the 720-hour window, so a store that rounds windows
+// outward to whole hours returns the same exact count.
 type SizeSet struct {
 	Now     time.Time
 	Domains []SizedDomain
@@ -104,9 +105,9 @@ func (set *SizeSet) addDomain(name string, machines []string, rng *rand.Rand) {
 	set.Domains = append(set.Domains, domain)
 }
 
-// eventHour returns how many whole hours before Now an event falls, never
-// in the two hours before a window's start (47 and 48 hours back for the
-// 48-hour window, 718 and 719 for the 720-hour window).
+// eventHour returns how many whole hours before Now an event falls: from 0
+// to 717, but never 47 or 48, the hours on either side of the 48-hour
+// window's start.
 func eventHour(rng *rand.Rand) int {
 	for {
 		age := rng.IntN(718)
