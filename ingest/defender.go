@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -78,7 +79,7 @@ func decodeArray(line []byte) ([]any, error) {
 	decoder := json.NewDecoder(bytes.NewReader(line))
 	decoder.UseNumber()
 	if err := decoder.Decode(&rows); err != nil {
-		return nil, fmt.Errorf("invalid JSON array: %v", err)
+		return nil, errors.New(describeJSONError(err, "array"))
 	}
 	if decoder.More() {
 		return nil, fmt.Errorf("invalid JSON array: data after the array")
@@ -216,7 +217,7 @@ func (p *csvParser) parse(line []byte, emit func(fields), skip func(Reason, stri
 	reader.FieldsPerRecord = -1
 	record, err := reader.Read()
 	if err != nil {
-		return fmt.Errorf("invalid CSV: %v", err)
+		return errors.New(describeCSVError(err))
 	}
 	if len(record) != p.width {
 		return fmt.Errorf("%d columns, but the header names %d", len(record), p.width)
@@ -259,4 +260,22 @@ func (p *csvParser) parse(line []byte, emit func(fields), skip func(Reason, stri
 	}
 	emit(f)
 	return nil
+}
+
+// describeCSVError turns an encoding/csv error on one line into words. It
+// drops the error's line number, which counts from the line passed in and
+// so is always 1; the skip report carries the line number in the file.
+func describeCSVError(err error) string {
+	var parseErr *csv.ParseError
+	if !errors.As(err, &parseErr) {
+		return "invalid CSV"
+	}
+
+	switch {
+	case errors.Is(parseErr.Err, csv.ErrBareQuote):
+		return fmt.Sprintf("invalid CSV at column %d: a quote (\") inside a field that does not start with one; double it (\"\") or quote the whole field", parseErr.Column)
+	case errors.Is(parseErr.Err, csv.ErrQuote):
+		return fmt.Sprintf("invalid CSV at column %d: a quoted field is not closed on this line, or a quote follows its closing quote", parseErr.Column)
+	}
+	return fmt.Sprintf("invalid CSV at column %d: %v", parseErr.Column, parseErr.Err)
 }

@@ -6,13 +6,15 @@
 //   - Zeek TSV logs (dns.log, ssl.log, http.log) with their # header lines.
 //   - Zeek JSON logs, including Corelight's json-streaming-logs.
 //   - Sysmon Event ID 22 (DnsQuery) as JSON lines, in the flat shapes that
-//     NXLog and Winlogbeat write and in Winlogbeat's ECS shape.
+//     NXLog and Winlogbeat write, in Winlogbeat's ECS shape, and in Elastic's
+//     ECS fields alone (event.code, dns.question.name, host.name).
 //   - Microsoft Defender for Endpoint DeviceNetworkEvents, exported as JSON
 //     lines or CSV, and the streaming API's {"records":[…]} objects.
 //   - CSV with a header that names domain, machine and time columns.
 //
 // [FormatAuto] detects the format from the first line of content, and a
-// gzip-compressed input is decompressed transparently.
+// gzip-compressed input is decompressed transparently. Time fields accept
+// the forms that [TimeFormats] lists.
 //
 // A line that cannot be used never stops the reader: [Reader.Next] returns
 // a [*SkipError] that names the file, the line and a [Reason], and the next

@@ -105,7 +105,7 @@ func firstLine(prefix []byte) []byte {
 func detectJSON(line []byte) (Format, error) {
 	var value any
 	if err := json.Unmarshal(line, &value); err != nil {
-		return "", fmt.Errorf("%w: the first line starts like JSON but is not one complete JSON value (%v); JSON input must hold one value per line", ErrUnknownFormat, err)
+		return "", fmt.Errorf("%w: the first line starts like JSON but is not one complete JSON value (%s); JSON input must hold one value per line", ErrUnknownFormat, describeJSONError(err, "value"))
 	}
 
 	object, ok := value.(map[string]any)
@@ -127,7 +127,7 @@ func detectJSON(line []byte) (Format, error) {
 	case isZeekJSON(object):
 		return FormatZeekJSON, nil
 	}
-	return "", fmt.Errorf("%w: the first JSON object has none of the keys of Zeek (ts, _path, id.orig_h), Sysmon (EventID, QueryName, winlog) or Defender (RemoteUrl, DeviceId, records)", ErrUnknownFormat)
+	return "", fmt.Errorf("%w: the first JSON object has none of the keys of Zeek (ts, _path, id.orig_h), Sysmon (EventID, QueryName, winlog, event.module sysmon, or event.code with dns.question.name) or Defender (RemoteUrl, DeviceId, records)", ErrUnknownFormat)
 }
 
 func isDefenderRow(object map[string]any) bool {
@@ -146,7 +146,21 @@ func isSysmon(object map[string]any) bool {
 		}
 	}
 	channel, _ := object["Channel"].(string)
-	return strings.Contains(channel, "Sysmon")
+	if strings.Contains(channel, "Sysmon") {
+		return true
+	}
+
+	// Elastic's ECS shape names the source in event.module. Filebeat's
+	// Zeek module and Packetbeat also write dns.question.name, so an event
+	// of another module is not Sysmon, and one without a module is Sysmon
+	// only when it carries a Sysmon event ID in event.code as well.
+	module := strings.ToLower(firstString(object, []string{"event", "module"}, []string{"event.module"}))
+	if module != "" {
+		return module == "sysmon"
+	}
+	_, hasCode := firstValue(object, []string{"event", "code"}, []string{"event.code"})
+	_, hasQuestion := firstValue(object, []string{"dns", "question", "name"}, []string{"dns.question.name"})
+	return hasCode && hasQuestion
 }
 
 func isZeekJSON(object map[string]any) bool {
@@ -161,7 +175,7 @@ func isZeekJSON(object map[string]any) bool {
 func detectCSV(line []byte) (Format, error) {
 	header, err := csv.NewReader(bytes.NewReader(line)).Read()
 	if err != nil {
-		return "", fmt.Errorf("%w: the first line is not Zeek, JSON or a CSV header: %v", ErrUnknownFormat, err)
+		return "", fmt.Errorf("%w: the first line is not Zeek, JSON or a CSV header (%s)", ErrUnknownFormat, describeCSVError(err))
 	}
 
 	columns := csvColumns(header)

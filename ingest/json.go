@@ -3,7 +3,9 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -51,7 +53,7 @@ func decodeObject(line []byte) (map[string]any, error) {
 	decoder := json.NewDecoder(bytes.NewReader(line))
 	decoder.UseNumber()
 	if err := decoder.Decode(&object); err != nil {
-		return nil, fmt.Errorf("invalid JSON object: %v", err)
+		return nil, errors.New(describeJSONError(err, "object"))
 	}
 	if decoder.More() {
 		return nil, fmt.Errorf("invalid JSON object: data after the object")
@@ -110,34 +112,50 @@ func zeekJSONFields(object map[string]any) (fields, Reason, string) {
 }
 
 func sysmonFields(object map[string]any) (fields, Reason, string) {
-	id := firstString(object, []string{"EventID"}, []string{"winlog", "event_id"}, []string{"event", "code"})
+	id := firstString(object, []string{"EventID"}, []string{"winlog", "event_id"}, []string{"event", "code"}, []string{"event.code"})
 	if id != "" && id != "22" {
 		return fields{}, ReasonOtherEvent, "Sysmon event ID " + id + ", not 22 (DnsQuery)"
 	}
 
-	domain := firstString(object, []string{"QueryName"}, []string{"winlog", "event_data", "QueryName"}, []string{"dns", "question", "name"})
+	domain := firstString(object, []string{"QueryName"}, []string{"winlog", "event_data", "QueryName"}, []string{"dns", "question", "name"}, []string{"dns.question.name"})
 	if domain == "" {
-		return fields{}, ReasonMissingDomain, "no QueryName"
+		return fields{}, ReasonMissingDomain, "no QueryName or dns.question.name"
 	}
 
 	// NXLog's lowercase "host" is the collector, so only the ECS object
 	// form of host is read.
-	machine := firstString(object, []string{"Computer"}, []string{"Hostname"}, []string{"winlog", "computer_name"}, []string{"host", "name"}, []string{"host", "hostname"})
+	machine := firstString(object, []string{"Computer"}, []string{"Hostname"}, []string{"winlog", "computer_name"},
+		[]string{"host", "name"}, []string{"host", "hostname"}, []string{"host.name"}, []string{"host.hostname"})
 	if machine == "" {
-		return fields{}, ReasonMissingMachine, "no Computer, Hostname, winlog.computer_name or host.name"
+		return fields{}, ReasonMissingMachine, "no Computer, Hostname, winlog.computer_name, host.name or host.hostname"
 	}
 
 	// UtcTime is when the query happened. The other fields are when the
 	// event was written or collected, and serve only when it is missing.
-	raw, ok := firstValue(object, []string{"UtcTime"}, []string{"winlog", "event_data", "UtcTime"}, []string{"TimeCreated"}, []string{"@timestamp"})
-	if !ok {
-		return fields{}, ReasonInvalidTime, "no UtcTime"
+	for _, source := range sysmonTimeFields {
+		raw, ok := lookup(object, source.path)
+		if !ok || raw == nil {
+			continue
+		}
+		at, err := jsonTime(raw)
+		if err != nil {
+			return fields{}, ReasonInvalidTime, source.name + ": " + err.Error()
+		}
+		return fields{domain: domain, machine: machine, time: at}, "", ""
 	}
-	at, err := jsonTime(raw)
-	if err != nil {
-		return fields{}, ReasonInvalidTime, "UtcTime: " + err.Error()
-	}
-	return fields{domain: domain, machine: machine, time: at}, "", ""
+	return fields{}, ReasonInvalidTime, "no UtcTime, TimeCreated or @timestamp"
+}
+
+// sysmonTimeFields are the fields a Sysmon event's time is read from, in
+// order of preference.
+var sysmonTimeFields = []struct {
+	name string
+	path []string
+}{
+	{"UtcTime", []string{"UtcTime"}},
+	{"winlog.event_data.UtcTime", []string{"winlog", "event_data", "UtcTime"}},
+	{"TimeCreated", []string{"TimeCreated"}},
+	{"@timestamp", []string{"@timestamp"}},
 }
 
 // lookup follows path through nested objects. A flat key that contains a
@@ -198,5 +216,42 @@ func jsonTime(v any) (time.Time, error) {
 	case nil:
 		return time.Time{}, errEmptyTime
 	}
-	return time.Time{}, fmt.Errorf("time has JSON type %T, not a number or string", v)
+	return time.Time{}, fmt.Errorf("time is %s, not a number or string", jsonKindOf(v))
+}
+
+// describeJSONError turns an encoding/json error, from decoding a line
+// into a JSON value of kind want ("object", "array" or "value"), into
+// words that name no Go types. Only an object or array target yields a
+// type error, so "an" always fits.
+func describeJSONError(err error, want string) string {
+	var (
+		syntaxErr *json.SyntaxError
+		typeErr   *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &typeErr):
+		return fmt.Sprintf("the line is a JSON %s, not an %s", typeErr.Value, want)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error())
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the line ends before the JSON " + want + " is complete"
+	}
+	return "invalid JSON " + want
+}
+
+// jsonKindOf names the JSON kind of a value that encoding/json decoded.
+func jsonKindOf(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "a JSON object"
+	case []any:
+		return "a JSON array"
+	case bool:
+		return "true or false"
+	case string:
+		return "a JSON string"
+	case json.Number, float64:
+		return "a JSON number"
+	}
+	return "null"
 }

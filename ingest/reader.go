@@ -239,8 +239,10 @@ func (r *Reader) replayHeader(end int64) error {
 // Format returns the format being read, after detection.
 func (r *Reader) Format() Format { return r.format }
 
-// LinesRead returns the number of lines read since the start position,
-// including header, blank and skipped lines.
+// LinesRead returns the number of lines read past the start position,
+// including header, blank and skipped lines. It is the same for a plain
+// and a gzip input, although a resumed gzip input is decompressed from
+// its start.
 func (r *Reader) LinesRead() int64 { return r.linesRead }
 
 // Position returns the point just past the last line whose events and
@@ -288,7 +290,12 @@ func (r *Reader) readItems() error {
 		r.done = true
 		return nil
 	}
-	r.linesRead++
+	// Lines up to a gzip resume point are read again only to rebuild the
+	// header state, so they are not counted, just as a plain file seeks
+	// past them.
+	if r.offset > r.dropUntil {
+		r.linesRead++
+	}
 	end := Position{Offset: r.offset, Line: r.line, HeaderOffset: r.headerOffset}
 
 	var items []item

@@ -199,6 +199,23 @@ func TestReaderFormats(t *testing.T) {
 			},
 		},
 		{
+			name:   "sysmon in elastic ecs",
+			format: FormatSysmon,
+			input: `{"@timestamp":"2024-03-01T14:00:00Z","host":{"name":"ws1"},"event":{"code":"22","module":"sysmon"},"dns":{"question":{"name":"evil.example.net"}}}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:01Z","host":{"hostname":"ws2"},"event":{"code":22,"module":"sysmon"},"dns":{"question":{"name":"b.example.net"}}}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:02Z","winlog":{"computer_name":"WS3.example.com"},"event":{"code":"22","module":"sysmon"},"dns":{"question":{"name":"c.example.net"}}}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:03Z","host":{"name":"ws1"},"event":{"code":"3","module":"sysmon"},"destination":{"ip":"192.0.2.1"}}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:04Z","host":{"name":"ws1"},"event":{"code":"22","module":"sysmon"}}` + "\n",
+			want: got{
+				Events: []string{
+					"evil.example.net ws1 2024-03-01T14:00:00Z",
+					"b.example.net ws2 2024-03-01T14:00:01Z",
+					"c.example.net WS3.example.com 2024-03-01T14:00:02Z",
+				},
+				Skips: []string{"4:other_event", "5:missing_domain"},
+			},
+		},
+		{
 			name:   "defender json",
 			format: FormatDefender,
 			input: `{"Timestamp":"2024-01-02T03:04:05.1234567Z","DeviceId":"d1","DeviceName":"pc1.example.com","RemoteUrl":"https://www.example.com/path?q=1"}` + "\n" +
@@ -304,6 +321,10 @@ func TestDetect(t *testing.T) {
 		{"sysmon nxlog", `{"EventID":22,"Hostname":"a"}`, FormatSysmon},
 		{"sysmon ecs", `{"winlog":{"event_id":"22"}}`, FormatSysmon},
 		{"sysmon other event first", `{"Channel":"Microsoft-Windows-Sysmon/Operational"}`, FormatSysmon},
+		{"sysmon elastic ecs", `{"@timestamp":"2024-03-01T14:00:00Z","host":{"name":"ws1"},"event":{"code":"22","module":"sysmon"},"dns":{"question":{"name":"evil.example.net"}}}`, FormatSysmon},
+		{"sysmon ecs module only", `{"event":{"module":"sysmon","code":"1"}}`, FormatSysmon},
+		{"sysmon ecs without module", `{"event":{"code":"22"},"dns":{"question":{"name":"a.example.net"}}}`, FormatSysmon},
+		{"sysmon ecs flat keys", `{"event.code":"22","dns.question.name":"a.example.net","host.name":"ws1"}`, FormatSysmon},
 		{"defender row", `{"Timestamp":"x","DeviceId":"d","RemoteUrl":"u"}`, FormatDefender},
 		{"defender streaming", `{"records":[]}`, FormatDefender},
 		{"defender array", `[{"DeviceId":"d"}]`, FormatDefender},
@@ -473,5 +494,119 @@ func TestReaderUnterminatedLastLine(t *testing.T) {
 	wantOffset := int64(strings.LastIndex(input, "\n") + 1)
 	if got := r.Position().Offset; got != wantOffset {
 		t.Errorf("Position().Offset = %d, want %d (before the unterminated line)", got, wantOffset)
+	}
+}
+
+func TestDetectOtherECSModules(t *testing.T) {
+	// Filebeat's Zeek module and Packetbeat write dns.question.name too,
+	// but their host is the sensor, not the machine that asked.
+	inputs := []string{
+		`{"event":{"module":"zeek","dataset":"zeek.dns"},"dns":{"question":{"name":"a.example.net"}}}`,
+		`{"event":{"dataset":"dns"},"dns":{"question":{"name":"a.example.net"}}}`,
+	}
+	for _, input := range inputs {
+		if format, err := Detect([]byte(input)); err == nil {
+			t.Errorf("Detect(%s) = %q, want ErrUnknownFormat", input, format)
+		}
+	}
+}
+
+func TestSkipDetailsInPlainWords(t *testing.T) {
+	tests := []struct {
+		name   string
+		format Format
+		input  string
+		want   string
+	}{
+		{"json number", FormatZeekJSON, "42\n", "a JSON number, not an object"},
+		{"json array", FormatSysmon, "[1,2]\n", "a JSON array, not an object"},
+		{"json string", FormatZeekJSON, `"text"` + "\n", "a JSON string, not an object"},
+		{"json cut short", FormatZeekJSON, `{"ts":1` + "\n", "ends before the JSON object is complete"},
+		{"json syntax", FormatZeekJSON, "{ts:1}\n", "invalid JSON at byte 2"},
+		{"defender array of numbers", FormatDefender, `{"records":5}` + "\n", "records is not a JSON array"},
+		{"time object", FormatZeekJSON, `{"ts":{"a":1},"id.orig_h":"m","query":"a.example.com"}` + "\n", "a JSON object, not a number or string"},
+		{"csv quote", FormatCSV, "domain,machine,time\n" + `a.example.com,m"1,2024-01-02T03:04:05Z` + "\n", `a quote (") inside a field that does not start with one`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := NewReader(strings.NewReader(tt.input), &Options{Format: tt.format})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			var details []string
+			for {
+				_, err := r.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				var skip *SkipError
+				if !errors.As(err, &skip) {
+					t.Fatalf("Next returned %v, want a *SkipError", err)
+				}
+				details = append(details, skip.Detail)
+			}
+			if len(details) != 1 {
+				t.Fatalf("got skip details %q, want exactly one", details)
+			}
+			if !strings.Contains(details[0], tt.want) {
+				t.Errorf("skip detail %q lacks %q", details[0], tt.want)
+			}
+			for _, internal := range []string{"Go value", "interface {}", "json:", "map["} {
+				if strings.Contains(details[0], internal) {
+					t.Errorf("skip detail %q contains Go internals %q", details[0], internal)
+				}
+			}
+		})
+	}
+}
+
+func TestTimeErrorListsForms(t *testing.T) {
+	input := "domain,machine,time\na.example.com,m1,01/02/2024 03:04\n"
+	r, err := NewReader(strings.NewReader(input), &Options{Format: FormatCSV})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = r.Next()
+	var skip *SkipError
+	if !errors.As(err, &skip) || skip.Reason != ReasonInvalidTime {
+		t.Fatalf("Next returned %v, want an invalid_time skip", err)
+	}
+	for _, want := range []string{`"01/02/2024 03:04"`, "RFC 3339", "2024-03-01 14:00:00", "UTC", "epoch seconds", "milliseconds"} {
+		if !strings.Contains(skip.Detail, want) {
+			t.Errorf("time error %q lacks %q", skip.Detail, want)
+		}
+	}
+}
+
+func TestTimeFormsAccepted(t *testing.T) {
+	tests := []struct {
+		input string
+		want  string
+	}{
+		{"2024-03-01T14:00:00Z", "2024-03-01T14:00:00Z"},
+		{"2024-03-01T15:00:00+01:00", "2024-03-01T14:00:00Z"},
+		{"2024-03-01 14:00:00", "2024-03-01T14:00:00Z"},
+		{"2024-03-01 14:00:00.25", "2024-03-01T14:00:00.25Z"},
+		{"2024-03-01T14:00:00.5", "2024-03-01T14:00:00.5Z"},
+		{"Mar 1, 2024 2:00:00 PM", "2024-03-01T14:00:00Z"},
+		{"3/1/2024 2:00:00 PM", "2024-03-01T14:00:00Z"},
+		{"1709301600", "2024-03-01T14:00:00Z"},
+		{"1709301600.5", "2024-03-01T14:00:00.5Z"},
+		{"1709301600000", "2024-03-01T14:00:00Z"},
+		{"1709301600000000", "2024-03-01T14:00:00Z"},
+		{"1709301600000000000", "2024-03-01T14:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.input, func(t *testing.T) {
+			at, err := parseTime(tt.input)
+			if err != nil {
+				t.Fatalf("parseTime(%q): %v", tt.input, err)
+			}
+			if got := at.Format(time.RFC3339Nano); got != tt.want {
+				t.Errorf("parseTime(%q) = %s, want %s", tt.input, got, tt.want)
+			}
+		})
 	}
 }

@@ -114,3 +114,31 @@ func TestReaderResume(t *testing.T) {
 		}
 	}
 }
+
+func TestLinesReadAfterResume(t *testing.T) {
+	input := []byte(sampleCSV + "e.example.com,m4,2024-01-02T03:04:08Z\n")
+	for _, compressed := range []bool{false, true} {
+		name, data := "plain", input
+		if compressed {
+			name, data = "gzip", gzipBytes(t, input)
+		}
+
+		t.Run(name, func(t *testing.T) {
+			r, err := NewReader(bytes.NewReader(data), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readItems(t, r)
+			end := r.Position()
+
+			resumed, err := NewReader(bytes.NewReader(data), &Options{Start: end})
+			if err != nil {
+				t.Fatal(err)
+			}
+			readItems(t, resumed)
+			if got := resumed.LinesRead(); got != 0 {
+				t.Errorf("LinesRead after resuming at the end = %d, want 0", got)
+			}
+		})
+	}
+}

@@ -11,6 +11,14 @@ import (
 
 var errEmptyTime = errors.New("time is empty")
 
+// TimeFormats describes, for people, the forms that parseTime reads and so
+// every time field of every format accepts: Zeek ts, Sysmon UtcTime,
+// Defender Timestamp and the time column of generic CSV.
+const TimeFormats = "RFC 3339 (2024-03-01T14:00:00Z or 2024-03-01T15:00:00+01:00); " +
+	"2024-03-01 14:00:00 or 2024-03-01T14:00:00, with optional fractional seconds, read as UTC; " +
+	"Mar 1, 2024 2:00:00 PM or 3/1/2024 2:00:00 PM, read as UTC; " +
+	"or epoch seconds (optionally with a fraction), milliseconds, microseconds or nanoseconds, told apart by magnitude"
+
 // zonelessLayouts are read as UTC. Sysmon writes UtcTime in the first
 // form, and Defender portal exports use the last two.
 var zonelessLayouts = []string{
@@ -42,7 +50,7 @@ func parseTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("time %q is neither epoch seconds nor RFC 3339", s)
+	return time.Time{}, fmt.Errorf("time %q is in no known form; expected %s", s, TimeFormats)
 }
 
 // Epoch values at or above these magnitudes are read in the smaller unit.
