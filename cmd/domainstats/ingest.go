@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/domainstats/domainstats"
@@ -26,6 +28,14 @@ const (
 // loggedSkips is how many skipped lines an ingest logs one by one. Later
 // ones are only counted.
 const loggedSkips = 10
+
+// forcibleFormats lists the formats that --format can force when
+// detection fails.
+const forcibleFormats = "zeek, zeek-json, sysmon, defender or csv"
+
+// errNoEvents is returned for an input whose every usable-looking line was
+// skipped, which nearly always means it was read in the wrong format.
+var errNoEvents = errors.New("no events recorded")
 
 // ingestSummary counts what an ingest run did.
 type ingestSummary struct {
@@ -57,28 +67,78 @@ func (s *ingestSummary) logAttrs() []any {
 	return attrs
 }
 
-// ingestJob is one ingest run over its inputs.
+// fileCounts is the number of events and skipped lines of the input being
+// read, and its first skipped line.
+type fileCounts struct {
+	events    int64
+	skipped   map[ingest.Reason]int64
+	firstSkip *ingest.SkipError
+}
+
+// onlySkipped reports whether the input gave no event but skipped lines
+// that were not merely records of another kind. Such an input is nearly
+// always read in the wrong format, so its position is not saved.
+func (c *fileCounts) onlySkipped() bool {
+	if c.events > 0 {
+		return false
+	}
+	for reason, n := range c.skipped {
+		if reason != ingest.ReasonOtherEvent && n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ingestJob reads inputs into a store. ingest runs one over its FILE
+// arguments, and serve runs one again on each follow pass.
 type ingestJob struct {
 	store    *domainstats.Store
 	format   ingest.Format
 	strict   bool
+	restart  bool // read every input from its start, ignoring checkpoints
 	logger   *slog.Logger
 	env      environment
 	progress *progress // nil when no bar is drawn
 	summary  ingestSummary
+	current  fileCounts
+
+	// fileLogLevel is the level of the per-input "reading" and
+	// "resuming" lines. serve lowers it to Debug after its first pass,
+	// because every follow pass would repeat them.
+	fileLogLevel slog.Level
+}
+
+func newIngestJob(store *domainstats.Store, format ingest.Format, logger *slog.Logger, env environment) *ingestJob {
+	return &ingestJob{
+		store:        store,
+		format:       format,
+		logger:       logger,
+		env:          env,
+		summary:      ingestSummary{skipped: map[ingest.Reason]int64{}},
+		fileLogLevel: slog.LevelInfo,
+	}
 }
 
 func runIngest(ctx context.Context, args []string, env environment, logger *slog.Logger) error {
 	fs := newFlagSet("ingest", "ingest [flags] FILE...",
 		"Reads DNS, TLS and HTTP logs and records which machine contacted which domain, and when.\n"+
 			"FILE may be - for standard input, and gzip files are decompressed. A rerun of the same\n"+
-			"command reads only what was added to each file since; a rotated file is read from its start.", env)
+			"command reads only what was added to each file since; a rotated file is read from its start.\n"+
+			"The summary's lines_read counts the lines read in this run, after the point it resumed from.\n"+
+			"\n"+
+			"A file that gives no event but skips lines, other than records of another kind such as\n"+
+			"Sysmon events other than 22, fails: check --format. Its position is not saved, so a\n"+
+			"corrected rerun reads the same lines again. The other files are still read.\n"+
+			"\n"+
+			"Time fields, such as the time column of csv, accept "+ingest.TimeFormats+".", env)
 	db := fs.String("db", defaultDB, "store file `path`, created if missing")
 	formatName := fs.String("format", string(ingest.FormatAuto), "input `format`: auto (detect from content), zeek, zeek-json, sysmon, defender or csv")
 	strict := fs.Bool("strict", false, "fail on the first line that cannot be used, instead of counting it as skipped")
 	verbose := fs.Bool("verbose", false, "also log each commit of events and checkpoint, with its file, line and byte offset")
 	retentionHours := fs.Int("retention", 0, "`hours` of data to keep, counted back from the newest event; stored in the file for later commands (default: the file's, or 720 for a new file)")
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar, which is drawn only when standard error is a terminal")
+	restart := fs.Bool("restart", false, "ignore the saved position of each file and read it from its start; events read twice do not change the counts, which are of distinct machines")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -99,19 +159,20 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 	if *retentionHours < 0 {
 		return fmt.Errorf("%w: --retention must be a positive number of hours, got %d", errUsage, *retentionHours)
 	}
-	store, err := openStore(*db, nowFlag{}, time.Duration(*retentionHours)*time.Hour)
+
+	// A failed run must not leave an empty store behind, so the inputs
+	// are checked before the store is opened, which creates it.
+	if err := checkInputs(fs.Args()); err != nil {
+		return err
+	}
+	store, err := openStoreWithRetention(*db, time.Duration(*retentionHours)*time.Hour, logger)
 	if err != nil {
 		return err
 	}
 
-	job := &ingestJob{
-		store:   store,
-		format:  format,
-		strict:  *strict,
-		logger:  logger,
-		env:     env,
-		summary: ingestSummary{skipped: map[ingest.Reason]int64{}},
-	}
+	job := newIngestJob(store, format, logger, env)
+	job.strict = *strict
+	job.restart = *restart
 	if env.stderrIsTerminal && !*noProgress {
 		job.progress = newProgress(env.stderr, totalSize(fs.Args()))
 		job.progress.start()
@@ -147,17 +208,82 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 	return nil
 }
 
+// run reads paths in order. An input that gives no events does not stop
+// the others, but run returns its error at the end. Any other error stops
+// the run.
 func (j *ingestJob) run(ctx context.Context, paths []string) error {
+	var unusable []error
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted before %s: %w", path, err)
 		}
-		if err := j.ingestPath(ctx, path); err != nil {
+		err := j.ingestPath(ctx, path)
+		if errors.Is(err, errNoEvents) {
+			unusable = append(unusable, err)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 		j.summary.files++
 	}
+	return errors.Join(unusable...)
+}
+
+// checkInputs returns an error for the first path that is missing, a
+// directory or unreadable. "-" is standard input and always passes.
+func checkInputs(paths []string) error {
+	for _, path := range paths {
+		if path == "-" {
+			continue
+		}
+
+		info, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("input %s: no such file", path)
+		}
+		if err != nil {
+			return fmt.Errorf("input %s: %w", path, err)
+		}
+		if info.IsDir() {
+			return fmt.Errorf("input %s is a directory: pass the log files in it, for example with a glob such as %s", path, filepath.Join(path, "*.log"))
+		}
+
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("input %s: %w", path, err)
+		}
+		f.Close()
+	}
 	return nil
+}
+
+// openStoreWithRetention opens the store at path for writing with the
+// given retention, zero to keep the stored one, and logs a change of the
+// retention stored in an existing file.
+func openStoreWithRetention(path string, retention time.Duration, logger *slog.Logger) (*domainstats.Store, error) {
+	var previous time.Duration
+	if _, err := os.Stat(path); retention > 0 && err == nil {
+		// The store reports only the retention in force, so the stored
+		// one is read by an open that keeps it.
+		store, err := openStore(path, nowFlag{}, 0)
+		if err != nil {
+			return nil, err
+		}
+		previous = store.Retention()
+		if err := store.Close(); err != nil {
+			return nil, fmt.Errorf("close store %s: %w", path, err)
+		}
+	}
+
+	store, err := openStore(path, nowFlag{}, retention)
+	if err != nil {
+		return nil, err
+	}
+	if current := store.Retention(); previous > 0 && current != previous {
+		logger.Info("retention changed", "db", path, "previous_hours", int64(previous.Hours()), "hours", int64(current.Hours()))
+	}
+	return store, nil
 }
 
 // ingestPath reads one input and records its events, resuming a plain
@@ -204,6 +330,10 @@ func (j *ingestJob) resumePosition(key, path string, f *os.File, file inputFile)
 	if raw == nil {
 		return ingest.Position{}, nil
 	}
+	if j.restart {
+		j.logger.Log(context.Background(), j.fileLogLevel, "reading from the start because of --restart", "file", path)
+		return ingest.Position{}, nil
+	}
 
 	cp, err := decodeCheckpoint(raw)
 	if err != nil {
@@ -221,7 +351,7 @@ func (j *ingestJob) resumePosition(key, path string, f *os.File, file inputFile)
 	}
 
 	if cp.Position.Offset > 0 {
-		j.logger.Info("resuming", "file", path, "line", cp.Position.Line, "offset", cp.Position.Offset)
+		j.logger.Log(context.Background(), j.fileLogLevel, "resuming", "file", path, "line", cp.Position.Line, "offset", cp.Position.Offset)
 	}
 	return cp.Position, nil
 }
@@ -230,10 +360,14 @@ func (j *ingestJob) resumePosition(key, path string, f *os.File, file inputFile)
 // empty for standard input, which is never resumed.
 func (j *ingestJob) ingestReader(ctx context.Context, src io.Reader, name, key string, file inputFile, start ingest.Position) error {
 	r, err := ingest.NewReader(src, &ingest.Options{Name: name, Format: j.format, Start: start})
+	if errors.Is(err, ingest.ErrUnknownFormat) {
+		return fmt.Errorf("%w; if you know the format, force it with --format %s", err, forcibleFormats)
+	}
 	if err != nil {
 		return err
 	}
-	j.logger.Info("reading", "file", name, "format", r.Format())
+	j.logger.Log(ctx, j.fileLogLevel, "reading", "file", name, "format", r.Format())
+	j.current = fileCounts{skipped: map[ingest.Reason]int64{}}
 
 	var (
 		linesAtCheckpoint = r.LinesRead()
@@ -242,7 +376,7 @@ func (j *ingestJob) ingestReader(ctx context.Context, src io.Reader, name, key s
 	)
 	setCheckpoint := func() error {
 		linesAtCheckpoint = r.LinesRead()
-		if key == "" {
+		if key == "" || j.current.onlySkipped() {
 			return nil
 		}
 		cp := checkpoint{File: file, Position: r.Position()}
@@ -310,7 +444,35 @@ func (j *ingestJob) ingestReader(ctx context.Context, src io.Reader, name, key s
 			return err
 		}
 	}
-	return commit()
+
+	if err := commit(); err != nil {
+		return err
+	}
+	if j.current.onlySkipped() {
+		return j.noEventsError(name, r.Format())
+	}
+	return nil
+}
+
+// noEventsError describes an input that gave no events, with the format
+// it was read in and why its lines were skipped.
+func (j *ingestJob) noEventsError(name string, format ingest.Format) error {
+	how := "detected from its first line"
+	if j.format != ingest.FormatAuto {
+		how = "set by --format"
+	}
+
+	var total int64
+	reasons := make([]string, 0, len(j.current.skipped))
+	for reason, n := range j.current.skipped {
+		total += n
+		reasons = append(reasons, fmt.Sprintf("%s %d", reason, n))
+	}
+	slices.Sort(reasons)
+
+	first := j.current.firstSkip
+	return fmt.Errorf("%s: %w: read as %s (%s), %d lines skipped (%s), the first at line %d: %s. Check --format: the position in this file is not saved, so the next run reads the same lines again",
+		name, errNoEvents, format, how, total, strings.Join(reasons, ", "), first.Line, first.Detail)
 }
 
 // record records one event, counting a domain or machine that the store
@@ -319,6 +481,7 @@ func (j *ingestJob) record(r *ingest.Reader, name string, event ingest.Event) er
 	err := j.store.Record(event.Domain, event.Machine, event.Time)
 	if err == nil {
 		j.summary.events++
+		j.current.events++
 		if j.progress != nil {
 			j.progress.addEvent()
 		}
@@ -346,6 +509,10 @@ func (j *ingestJob) skip(skip *ingest.SkipError) error {
 	}
 
 	j.summary.skipped[skip.Reason]++
+	j.current.skipped[skip.Reason]++
+	if j.current.firstSkip == nil {
+		j.current.firstSkip = skip
+	}
 	total := j.summary.totalSkipped()
 	if total <= loggedSkips {
 		j.logger.Warn("skipped line", "file", skip.File, "line", skip.Line, "reason", skip.Reason, "detail", skip.Detail)

@@ -7,7 +7,7 @@
 //
 //	domainstats ingest [flags] FILE...
 //	domainstats stats [flags] DOMAIN...
-//	domainstats serve [flags]
+//	domainstats serve [flags] [FILE...]
 //	domainstats verify [flags]
 //
 // Run "domainstats COMMAND --help" for the flags of each command.
@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,7 +37,7 @@ const usage = `domainstats stores which machines contacted which domains, and wh
 Usage:
   domainstats ingest [--db PATH] [--format auto|zeek|zeek-json|sysmon|defender|csv] FILE...
   domainstats stats [--db PATH] [--lookback HOURS] [--now TIME|latest] DOMAIN...
-  domainstats serve [--db PATH] [--addr HOST:PORT] [--token-file FILE] [--now TIME|latest]
+  domainstats serve [--db PATH] [--addr HOST:PORT] [--token-file FILE] [--now TIME|latest] [FILE...]
   domainstats verify [--db PATH]
 
 Run "domainstats COMMAND --help" for the flags of each command.
@@ -128,13 +129,15 @@ func newFlagSet(name, synopsis, description string, env environment) *flag.FlagS
 	return fs
 }
 
-// parseFlags parses args and wraps a parse error in errUsage.
+// parseFlags parses args. The flag package prints a parse error with the
+// usage, so parseFlags returns the bare errUsage for it, which run does
+// not print again.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return errUsage
 	}
 	return nil
 }
@@ -193,10 +196,22 @@ func openStore(path string, now nowFlag, retention time.Duration) (*domainstats.
 	}
 
 	store, err := domainstats.Open(path, opts)
+	if err != nil && isLockedError(err) {
+		return nil, fmt.Errorf("open store %s: %w: another domainstats process, such as serve, has it open; stop that process, or pass the log files to serve (domainstats serve --db %s FILE...), which ingests them while it serves", path, err, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return store, nil
+}
+
+// isLockedError reports whether err from domainstats.Open means that
+// another process holds the file's lock.
+//
+// NOTE: the root package returns this case without a sentinel error, so
+// the message is matched. A test fails if the message changes.
+func isLockedError(err error) bool {
+	return strings.Contains(err.Error(), "locked by another process")
 }
 
 // requireStore returns an error when the store file at path does not exist,

@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	statshttp "github.com/domainstats/domainstats/http"
+	"github.com/domainstats/domainstats/ingest"
 )
 
 // Server limits against slow or greedy clients. A stats request is a
@@ -26,10 +29,16 @@ const (
 )
 
 func runServe(ctx context.Context, args []string, env environment, logger *slog.Logger) error {
-	fs := newFlagSet("serve", "serve [flags]",
+	fs := newFlagSet("serve", "serve [flags] [FILE...]",
 		"Serves GET /api/domains/DOMAIN/stats?lookBackHours=HOURS in the shape of Microsoft Defender\n"+
-			"for Endpoint's \"Get domain statistics\" API. SIGINT or SIGTERM stops it cleanly.", env)
-	db := fs.String("db", defaultDB, "store file `path`")
+			"for Endpoint's \"Get domain statistics\" API. SIGINT or SIGTERM stops it cleanly.\n"+
+			"\n"+
+			"Each FILE is ingested at start, as ingest does, and then read again for what was appended\n"+
+			"every --follow-interval. serve holds the store file locked while it runs, so a separate\n"+
+			"ingest cannot write to it: pass the log files to serve instead.", env)
+	db := fs.String("db", defaultDB, "store file `path`; created if missing when FILE arguments are given")
+	formatName := fs.String("format", string(ingest.FormatAuto), "`format` of the FILE arguments: auto (detect from content), zeek, zeek-json, sysmon, defender or csv")
+	followInterval := fs.Duration("follow-interval", 10*time.Second, "how often to read the FILE arguments again for appended lines, as a Go `duration` such as 10s; 0 reads them only at start")
 	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on")
 	tokenFile := fs.String("token-file", "", "`file` of accepted bearer tokens: one per line, optionally followed by a space and a comma-separated permission list (default URL.Read.All); # starts a comment")
 	allowAnonymous := fs.Bool("allow-anonymous", false, "serve without authentication on a non-loopback address; without --token-file, loopback addresses are served without authentication anyway")
@@ -42,9 +51,16 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.stderr, "domainstats serve: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+	format, err := ingest.ParseFormat(*formatName)
+	if err != nil {
+		return fmt.Errorf("%w: --format: %v", errUsage, err)
+	}
+	if *followInterval < 0 {
+		return fmt.Errorf("%w: --follow-interval must not be negative, got %s", errUsage, *followInterval)
+	}
+	files := fs.Args()
+	if slices.Contains(files, "-") {
+		return fmt.Errorf("%w: serve cannot read standard input (-); pass log files, or pipe into domainstats ingest", errUsage)
 	}
 
 	opts := &statshttp.Options{BaseURL: *baseURL, ZeroForUnknown: *zero, Logger: logger}
@@ -53,7 +69,7 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 	}
 	switch {
 	case *tokenFile != "":
-		authenticator, err := loadTokenFile(*tokenFile)
+		authenticator, err := loadTokenFile(*tokenFile, logger)
 		if err != nil {
 			return err
 		}
@@ -65,12 +81,28 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 		return fmt.Errorf("%w: --addr %s is not a loopback address: set --token-file, or --allow-anonymous to serve it without authentication", errUsage, *addr)
 	}
 
-	if err := requireStore(*db); err != nil {
+	// With log files to ingest, serve creates the store like ingest does,
+	// after checking the files so that a typo leaves no empty store.
+	if len(files) > 0 {
+		err = checkInputs(files)
+	} else {
+		err = requireStore(*db)
+	}
+	if err != nil {
 		return err
 	}
 	store, err := openStore(*db, now, 0)
 	if err != nil {
 		return err
+	}
+
+	var follow *follower
+	if len(files) > 0 {
+		follow = newFollower(newIngestJob(store, format, logger, env), files, logger)
+		if err := follow.initial(ctx); err != nil {
+			store.Close()
+			return err
+		}
 	}
 
 	handler, err := statshttp.NewHandler(store, opts)
@@ -103,6 +135,20 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
 
+	// The follower writes to the store, so it must stop before the store
+	// closes, also when serving fails.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followDone := make(chan struct{})
+	if follow != nil && *followInterval > 0 {
+		logger.Info("following log files", "files", len(files), "interval", *followInterval)
+		go func() {
+			defer close(followDone)
+			follow.follow(followCtx, *followInterval)
+		}()
+	} else {
+		close(followDone)
+	}
+
 	var runErr error
 	select {
 	case err := <-serveErr:
@@ -119,6 +165,9 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 			runErr = fmt.Errorf("serve on %s: %w", listener.Addr(), err)
 		}
 	}
+
+	stopFollowing()
+	<-followDone
 
 	if err := store.Close(); err != nil {
 		logger.Error("close store failed", "db", *db, "error", err)
@@ -144,17 +193,27 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// knownPermissions are the permissions a token file may grant.
+var knownPermissions = []string{statshttp.PermissionURLRead}
+
 // loadTokenFile reads a token file: one bearer token per line, optionally
 // followed by white space and a comma-separated permission list. A line
 // without permissions grants URL.Read.All. Blank lines and text from # to
 // the end of a line are ignored. Each token's caller id is its line
-// number, because ids are logged and tokens must not be.
-func loadTokenFile(path string) (*statshttp.StaticTokens, error) {
+// number, counted from 1, because ids are logged and tokens must not be.
+// It logs how many tokens it loaded, and warns when group or others may
+// access the file.
+func loadTokenFile(path string, logger *slog.Logger) (*statshttp.StaticTokens, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open token file: %w", err)
 	}
 	defer f.Close()
+
+	// Windows reports no permission bits that mean this.
+	if info, err := f.Stat(); err == nil && runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
+		logger.Warn("token file is accessible to group or others; restrict it with chmod 600", "file", path, "mode", fmt.Sprintf("%04o", info.Mode().Perm()))
+	}
 
 	var tokens []statshttp.StaticToken
 	scanner := bufio.NewScanner(f)
@@ -168,13 +227,25 @@ func loadTokenFile(path string) (*statshttp.StaticTokens, error) {
 			return nil, fmt.Errorf("token file %s line %d: expected a token and an optional comma-separated permission list without spaces, got %d fields", path, line, len(parts))
 		}
 
+		// A bearer token is a b64token (RFC 6750, section 2.1), which has
+		// no comma, so a comma means the space before the permissions is
+		// missing.
+		if len(parts) == 1 && strings.Contains(parts[0], ",") {
+			return nil, fmt.Errorf("token file %s line %d: the token contains a comma: separate the token and its permissions with a space, as in \"TOKEN %s\"", path, line, statshttp.PermissionURLRead)
+		}
+
 		permissions := []string{statshttp.PermissionURLRead}
 		if len(parts) == 2 {
 			permissions = nil
 			for _, p := range strings.Split(parts[1], ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					permissions = append(permissions, p)
+				p = strings.TrimSpace(p)
+				if p == "" {
+					continue
 				}
+				if !slices.Contains(knownPermissions, p) {
+					return nil, fmt.Errorf("token file %s line %d: unknown permission %q: the only known permission is %s", path, line, p, strings.Join(knownPermissions, ", "))
+				}
+				permissions = append(permissions, p)
 			}
 		}
 		tokens = append(tokens, statshttp.StaticToken{
@@ -193,5 +264,6 @@ func loadTokenFile(path string) (*statshttp.StaticTokens, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token file %s: %w", path, err)
 	}
+	logger.Info("loaded bearer tokens", "file", path, "tokens", len(tokens))
 	return authenticator, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -34,8 +35,12 @@ func runStats(ctx context.Context, args []string, env environment) error {
 		fmt.Fprintln(env.stderr, "domainstats stats: no domains; give one or more, such as www.example.com")
 		return errUsage
 	}
-	if *lookBack < 0 {
-		return fmt.Errorf("%w: --lookback %d: expected a positive number of hours", errUsage, *lookBack)
+	// Zero is the flag's default and means "not set", so an explicit zero
+	// is recognized by whether the flag was given.
+	lookBackSet := false
+	fs.Visit(func(f *flag.Flag) { lookBackSet = lookBackSet || f.Name == "lookback" })
+	if lookBackSet && *lookBack < 1 {
+		return fmt.Errorf("%w: --lookback %d: expected a number of hours from 1 to the store's retention; leave the flag out for the default", errUsage, *lookBack)
 	}
 
 	if err := requireStore(*db); err != nil {
