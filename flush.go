@@ -63,6 +63,7 @@ func (s *Store) flushLocked() error {
 			}
 		}
 		buffer.domains = make(map[string]*pendingDomain)
+		s.buffered.Add(-int64(buffer.entries))
 		buffer.entries = 0
 	})
 	s.inflight = batch
@@ -121,6 +122,7 @@ func (s *Store) restore(batch map[string]*pendingDomain) {
 			shard.domains[name] = pending
 		}
 		shard.entries += pending.size()
+		s.buffered.Add(int64(pending.size()))
 		shard.mu.Unlock()
 	}
 }
@@ -297,10 +299,26 @@ func (st *domainState) addMachines(pairs map[pendingPair]struct{}, cutoff uint32
 		}
 		added = append(added, machineRuns{hash: hash, runs: runs})
 	}
-	if len(added) > 0 {
-		st.machines = append(st.machines, added...)
-		slices.SortFunc(st.machines, func(a, b machineRuns) int { return cmp.Compare(a.hash, b.hash) })
+	if len(added) == 0 {
+		return
 	}
+
+	// Merge the sorted new machines into the sorted old ones in one pass,
+	// because a large domain gains a few machines at each flush.
+	slices.SortFunc(added, func(a, b machineRuns) int { return cmp.Compare(a.hash, b.hash) })
+	merged := make([]machineRuns, 0, len(st.machines)+len(added))
+	old := st.machines
+	for len(old) > 0 && len(added) > 0 {
+		if old[0].hash < added[0].hash {
+			merged = append(merged, old[0])
+			old = old[1:]
+		} else {
+			merged = append(merged, added[0])
+			added = added[1:]
+		}
+	}
+	merged = append(merged, old...)
+	st.machines = append(merged, added...)
 }
 
 // prune drops everything before cutoff.

@@ -982,8 +982,8 @@ func modelBufferedEntries(s *Store) int {
 }
 
 func TestModelBufferBound(t *testing.T) {
-	// Record flushes by itself at twice the bound. Each shard may pass its
-	// share by the one event that crossed it.
+	// Record flushes by itself at twice the bound; the event that crossed
+	// it may add its entries before the flush.
 	for _, flushInterval := range []time.Duration{-1, time.Hour} {
 		t.Run(fmt.Sprintf("flush interval %s", flushInterval), func(t *testing.T) {
 			const bound = 6400

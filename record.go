@@ -95,19 +95,13 @@ type bufferShard struct {
 	// written under mu and read without it.
 	newest atomic.Int64
 
-	// softLimit of entries asks the flusher to run; at hardLimit, Record
-	// flushes itself.
-	softLimit, hardLimit int
-
 	// Padding keeps neighbouring shards' locks on separate cache lines.
 	_ [64]byte
 }
 
-func (b *bufferShard) init(softLimit int) {
+func (b *bufferShard) init() {
 	b.domains = make(map[string]*pendingDomain)
 	b.newest.Store(-1)
-	b.softLimit = softLimit
-	b.hardLimit = 2 * softLimit
 }
 
 // Recorder is a write buffer of its own for one goroutine that records many
@@ -124,11 +118,11 @@ type Recorder struct {
 	buffer bufferShard
 }
 
-// NewRecorder returns a Recorder that buffers up to a sixteenth of
-// Options.MaxBufferedPairs entries before it asks for a flush.
+// NewRecorder returns a new Recorder of s. Its buffer counts toward
+// Options.MaxBufferedPairs like the store's own.
 func (s *Store) NewRecorder() *Recorder {
 	r := &Recorder{store: s}
-	r.buffer.init(max(s.maxBuffered/16, 64))
+	r.buffer.init()
 
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
@@ -175,27 +169,23 @@ func (s *Store) record(domain, machine string, at time.Time, buffer *bufferShard
 	}
 	hour := uint32(millis / millisPerHour)
 
+	// The flusher has fallen behind when the buffer holds twice its
+	// bound: flush here, so that buffered memory stays bounded, and report
+	// the failure without buffering more when it cannot be written.
+	if s.buffered.Load() >= 2*int64(s.maxBuffered) {
+		if err := s.Flush(); err != nil {
+			return fmt.Errorf("domainstats: write buffer full and flush failed: %w", err)
+		}
+	}
+
 	shard := buffer
 	if shard == nil {
 		shard = s.shardFor(name)
 	}
-	for {
-		shard.mu.Lock()
-		if shard.closed {
-			shard.mu.Unlock()
-			return ErrClosed
-		}
-		if shard.entries < shard.hardLimit {
-			break
-		}
-
-		// The flusher has fallen behind: flush here, so that buffered
-		// memory stays bounded, and report the failure without buffering
-		// more when it cannot be written.
+	shard.mu.Lock()
+	if shard.closed {
 		shard.mu.Unlock()
-		if err := s.Flush(); err != nil {
-			return fmt.Errorf("domainstats: write buffer full and flush failed: %w", err)
-		}
+		return ErrClosed
 	}
 
 	pending := shard.domains[name]
@@ -203,14 +193,16 @@ func (s *Store) record(domain, machine string, at time.Time, buffer *bufferShard
 		pending = newPendingDomain()
 		shard.domains[strings.Clone(name)] = pending
 	}
-	shard.entries += pending.add(machineHash, hour, millis)
+	added := pending.add(machineHash, hour, millis)
+	shard.entries += added
 	if millis > shard.newest.Load() {
 		shard.newest.Store(millis)
 	}
-	full := shard.entries >= shard.softLimit
 	shard.mu.Unlock()
 
-	if full {
+	// Only new entries touch the shared counter, so repeated events, the
+	// common case, never write memory that other cores read.
+	if added > 0 && s.buffered.Add(int64(added)) >= int64(s.maxBuffered) {
 		s.requestFlush()
 	}
 	return nil

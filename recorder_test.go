@@ -71,17 +71,15 @@ func TestRecorderFlushedByClose(t *testing.T) {
 }
 
 func TestRecorderBufferStaysBounded(t *testing.T) {
-	s := openTestStore(t, &Options{MaxBufferedPairs: 16 * 1000})
+	const bound = 1000
+	s := openTestStore(t, &Options{MaxBufferedPairs: bound})
 	recorder := s.NewRecorder()
 	for i := range 20_000 {
 		if err := recorder.Record(fmt.Sprintf("d%d.example", i), "host-1", testNow); err != nil {
 			t.Fatal(err)
 		}
-		recorder.buffer.mu.Lock()
-		entries := recorder.buffer.entries
-		recorder.buffer.mu.Unlock()
-		if entries > recorder.buffer.hardLimit {
-			t.Fatalf("after %d events the recorder buffers %d entries, above its limit of %d", i+1, entries, recorder.buffer.hardLimit)
+		if buffered := s.buffered.Load(); buffered > 2*bound {
+			t.Fatalf("after %d events the store buffers %d entries, above twice its bound of %d", i+1, buffered, bound)
 		}
 	}
 	if got := mustStats(t, s, "d0.example", DefaultLookBack); got.OrgPrevalence != 1 {

@@ -45,8 +45,7 @@ type Options struct {
 	// MaxBufferedPairs bounds the write buffer, counted in distinct
 	// (domain, machine, hour) and (domain, hour) entries. Reaching it
 	// triggers an early flush, and at twice the bound Record flushes
-	// before it returns. The bound is split over 64 shards, so values
-	// below 64 act as 64. If zero, defaults to 250,000. An entry takes
+	// before it returns. If zero, defaults to 250,000. An entry takes
 	// roughly 100 to 400 bytes: a burst of new domains, the costliest
 	// case, peaked at about 160 MB of heap with a bound of 100,000,
 	// counting the batch being flushed.
@@ -112,6 +111,9 @@ type Store struct {
 	pendingMu sync.RWMutex
 	// recorders are every Recorder of the store; flushes drain them too.
 	recorders []*Recorder
+
+	// buffered counts the entries in every write buffer.
+	buffered atomic.Int64
 	// inflight is the buffer a running flush is committing. Stats reads it
 	// so that events stay visible between leaving the shards and landing
 	// in the file.
@@ -211,7 +213,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 
 	for i := range s.shards {
-		s.shards[i].init(max(1, maxBuffered/shardCount))
+		s.shards[i].init()
 	}
 
 	s.readOnly = opts.ReadOnly
