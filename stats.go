@@ -45,6 +45,10 @@ var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("domainstats: store closed")
 
+	// ErrLocked is returned by Open when another process holds the file
+	// open past Options.LockTimeout.
+	ErrLocked = errors.New("domainstats: file is locked by another process")
+
 	// ErrReadOnly is returned by Record, SetCheckpoint and Flush on a
 	// store opened with Options.ReadOnly.
 	ErrReadOnly = errors.New("domainstats: store opened read-only")

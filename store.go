@@ -243,7 +243,7 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 		ReadOnly:     s.readOnly,
 	})
 	if errors.Is(err, boltErrors.ErrTimeout) {
-		return fmt.Errorf("domainstats: open %s: file is locked by another process (waited %s)", s.path, lockTimeout)
+		return fmt.Errorf("%w: open %s: waited %s", ErrLocked, s.path, lockTimeout)
 	}
 	if err != nil {
 		return fmt.Errorf("domainstats: open %s: %w", s.path, err)

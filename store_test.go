@@ -463,8 +463,8 @@ func TestOpenLockedFile(t *testing.T) {
 	if err == nil {
 		t.Fatal("Open of a locked file succeeded")
 	}
-	if !strings.Contains(err.Error(), "locked by another process") {
-		t.Errorf("Open error %q does not say the file is locked", err)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "locked by another process") {
+		t.Errorf("Open error %q does not wrap ErrLocked and say the file is locked", err)
 	}
 	if waited := time.Since(started); waited > 5*time.Second {
 		t.Errorf("Open waited %s, far past its 100 ms lock timeout", waited)

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -196,22 +195,13 @@ func openStore(path string, now nowFlag, retention time.Duration) (*domainstats.
 	}
 
 	store, err := domainstats.Open(path, opts)
-	if err != nil && isLockedError(err) {
+	if errors.Is(err, domainstats.ErrLocked) {
 		return nil, fmt.Errorf("open store %s: %w: another domainstats process, such as serve, has it open; stop that process, or pass the log files to serve (domainstats serve --db %s FILE...), which ingests them while it serves", path, err, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return store, nil
-}
-
-// isLockedError reports whether err from domainstats.Open means that
-// another process holds the file's lock.
-//
-// NOTE: the root package returns this case without a sentinel error, so
-// the message is matched. A test fails if the message changes.
-func isLockedError(err error) bool {
-	return strings.Contains(err.Error(), "locked by another process")
 }
 
 // requireStore returns an error when the store file at path does not exist,
