@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 )
 
@@ -62,10 +61,16 @@ func (p *defenderParser) parse(line []byte, emit func(fields), skip func(Reason,
 			return fmt.Errorf("records is not a JSON array")
 		}
 		defenderRows(records, emit, skip)
-	case object["Results"] != nil:
-		results, ok := object["Results"].([]any)
+	case object["Results"] != nil || object["results"] != nil:
+		// The Defender for Endpoint API names the rows Results, the
+		// Microsoft Graph runHuntingQuery action results.
+		key := "Results"
+		if object[key] == nil {
+			key = "results"
+		}
+		results, ok := object[key].([]any)
 		if !ok {
-			return fmt.Errorf("Results is not a JSON array")
+			return fmt.Errorf("%s is not a JSON array", key)
 		}
 		defenderRows(results, emit, skip)
 	default:
@@ -125,9 +130,12 @@ func defenderRow(object map[string]any, emit func(fields), skip func(Reason, str
 }
 
 func defenderFields(remoteURL, deviceID, deviceName, timestamp string) (fields, Reason, string) {
+	if strings.TrimSpace(remoteURL) == "" {
+		return fields{}, ReasonMissingDomain, "RemoteUrl is empty"
+	}
 	host := urlHost(remoteURL)
 	if host == "" {
-		return fields{}, ReasonMissingDomain, "RemoteUrl is empty"
+		return fields{}, ReasonMissingDomain, fmt.Sprintf("RemoteUrl %q has no host", remoteURL)
 	}
 
 	machine := deviceID
@@ -143,24 +151,6 @@ func defenderFields(remoteURL, deviceID, deviceName, timestamp string) (fields, 
 		return fields{}, ReasonInvalidTime, "Timestamp: " + err.Error()
 	}
 	return fields{domain: host, machine: machine, time: at}, "", ""
-}
-
-// urlHost reduces a RemoteUrl to its host. Defender writes it with or
-// without a scheme, path or port: "https://www.example.com/a",
-// "www.example.com:443" or "www.example.com".
-func urlHost(remoteURL string) string {
-	remoteURL = strings.TrimSpace(remoteURL)
-	if remoteURL == "" {
-		return ""
-	}
-	if !strings.Contains(remoteURL, "://") {
-		remoteURL = "//" + remoteURL
-	}
-	u, err := url.Parse(remoteURL)
-	if err != nil {
-		return ""
-	}
-	return u.Hostname()
 }
 
 // csvParser reads CSV whose header names domain, machine and time columns,

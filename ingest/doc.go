@@ -21,8 +21,8 @@
 // call continues with the next line.
 //
 // The reader changes domains only as far as the format requires: it decodes
-// Zeek's \xNN escapes and reduces a URL or a Host header to its host name.
-// Lowercasing and validation are left to the store.
+// Zeek's \xNN and \\ escapes and reduces a URL or a Host header to its host
+// name. Lowercasing and validation are left to the store.
 //
 // # Resuming
 //

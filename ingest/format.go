@@ -120,7 +120,7 @@ func detectJSON(line []byte) (Format, error) {
 	}
 
 	switch {
-	case isDefenderRow(object) || object["records"] != nil || object["Results"] != nil:
+	case isDefenderRow(object) || object["records"] != nil || object["Results"] != nil || object["results"] != nil:
 		return FormatDefender, nil
 	case isSysmon(object):
 		return FormatSysmon, nil
@@ -142,6 +142,14 @@ func isDefenderRow(object map[string]any) bool {
 func isSysmon(object map[string]any) bool {
 	for _, key := range []string{"EventID", "QueryName", "winlog"} {
 		if _, ok := object[key]; ok {
+			return true
+		}
+	}
+
+	// Exports of Elasticsearch documents may flatten winlog into dotted
+	// keys such as "winlog.event_id".
+	for key := range object {
+		if strings.HasPrefix(key, "winlog.") {
 			return true
 		}
 	}

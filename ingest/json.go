@@ -65,6 +65,9 @@ func decodeObject(line []byte) (map[string]any, error) {
 }
 
 // zeekLogs maps a Zeek log path to the field that holds its domain.
+//
+// NOTE: a _path set by a custom log filter, such as "dns_internal", is
+// skipped as another log even when the record has a query field.
 var zeekLogs = map[string]string{
 	"dns":  "query",
 	"ssl":  "server_name",
@@ -96,7 +99,7 @@ func zeekJSONFields(object map[string]any) (fields, Reason, string) {
 		return fields{}, ReasonMissingDomain, "no query, server_name or host"
 	}
 	if domainKey == "host" {
-		domain = stripPort(domain)
+		domain = hostWithoutPort(domain)
 	}
 
 	machine := firstString(object, []string{"id.orig_h"}, []string{"id_orig_h"}, []string{"id", "orig_h"})
@@ -112,6 +115,14 @@ func zeekJSONFields(object map[string]any) (fields, Reason, string) {
 }
 
 func sysmonFields(object map[string]any) (fields, Reason, string) {
+	// A collector that reads several event logs writes events of other
+	// providers too, and their IDs overlap Sysmon's. The provider, unlike
+	// the channel, stays the same when events are forwarded.
+	provider := firstString(object, []string{"SourceName"}, []string{"winlog", "provider_name"}, []string{"event", "provider"})
+	if provider != "" && !strings.Contains(provider, "Sysmon") {
+		return fields{}, ReasonOtherEvent, "event of provider " + provider + ", not Sysmon"
+	}
+
 	id := firstString(object, []string{"EventID"}, []string{"winlog", "event_id"}, []string{"event", "code"}, []string{"event.code"})
 	if id != "" && id != "22" {
 		return fields{}, ReasonOtherEvent, "Sysmon event ID " + id + ", not 22 (DnsQuery)"
@@ -158,21 +169,27 @@ var sysmonTimeFields = []struct {
 	{"@timestamp", []string{"@timestamp"}},
 }
 
-// lookup follows path through nested objects. A flat key that contains a
-// dot, such as "id.orig_h", is a single path element.
+// lookup follows path through an object. Producers write the same field
+// nested ({"id":{"orig_h":…}}), flat with dots ({"id.orig_h":…}) or as a
+// mix of both, so at each level it tries every key that joins the next
+// path elements with dots, the longest first. A path element that itself
+// contains a dot, such as "id.orig_h", matches only a flat key.
 func lookup(object map[string]any, path []string) (any, bool) {
-	var value any = object
-	for _, key := range path {
-		inner, ok := value.(map[string]any)
+	for n := len(path); n >= 1; n-- {
+		value, ok := object[strings.Join(path[:n], ".")]
 		if !ok {
-			return nil, false
+			continue
 		}
-		value, ok = inner[key]
-		if !ok {
-			return nil, false
+		if n == len(path) {
+			return value, true
+		}
+		if inner, ok := value.(map[string]any); ok {
+			if found, ok := lookup(inner, path[n:]); ok {
+				return found, true
+			}
 		}
 	}
-	return value, true
+	return nil, false
 }
 
 func firstValue(object map[string]any, paths ...[]string) (any, bool) {

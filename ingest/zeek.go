@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 )
@@ -54,14 +53,17 @@ func (z *zeekTSV) header(line []byte) headerKind {
 		return headerStart
 	}
 
+	// The writer escapes white space and unprintable bytes in the values
+	// of set_separator, empty_field, unset_field and path, but writes the
+	// markers into data lines as they are, so they are compared decoded.
 	name, value, _ := bytes.Cut(line[1:], z.separator)
 	switch string(name) {
 	case "unset_field":
-		z.unset = string(value)
+		z.unset = unescapeZeek(string(value))
 	case "empty_field":
-		z.empty = string(value)
+		z.empty = unescapeZeek(string(value))
 	case "path":
-		z.path = string(value)
+		z.path = unescapeZeek(string(value))
 	case "fields":
 		z.setColumns(strings.Split(string(value), string(z.separator)))
 	}
@@ -124,7 +126,7 @@ func (z *zeekTSV) parse(line []byte, emit func(fields), skip func(Reason, string
 		return nil
 	}
 	if z.hostIsHTTP {
-		domain = stripPort(domain)
+		domain = hostWithoutPort(domain)
 	}
 
 	machine, ok := z.value(z.machineColumn)
@@ -170,16 +172,30 @@ func splitInto(dst [][]byte, line, separator []byte) [][]byte {
 	}
 }
 
-// unescapeZeek decodes Zeek's \xNN escapes. Other backslashes are kept.
+// unescapeZeek decodes the escapes of Zeek's ASCII writer: \xNN for a
+// separator, an unprintable byte or a non-ASCII byte, and \\ for a
+// backslash, which current versions write (get_escaped_string in
+// zeek/zeek src/util.cc). Older versions wrote a backslash as \x5c, so a
+// \\ never stands for two backslashes. Other backslashes are kept.
 func unescapeZeek(s string) string {
-	if !strings.Contains(s, `\x`) {
+	if !strings.Contains(s, `\`) {
 		return s
 	}
 
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+
+		switch {
+		case s[i+1] == '\\':
+			b.WriteByte('\\')
+			i++
+			continue
+		case s[i+1] == 'x' && i+3 < len(s):
 			if v, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
 				b.WriteByte(byte(v))
 				i += 3
@@ -189,16 +205,4 @@ func unescapeZeek(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// stripPort removes a port from an HTTP Host header value such as
-// "example.com:8080" or "[2001:db8::1]:443".
-func stripPort(host string) string {
-	if !strings.Contains(host, ":") {
-		return host
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		return h
-	}
-	return host
 }
