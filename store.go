@@ -232,7 +232,7 @@ func Open(path string, opts *Options) (*Store, error) {
 // openFile opens the bbolt file and checks its layout. bbolt panics on
 // some damaged pages; openFile returns that as ErrCorrupt instead.
 func (s *Store) openFile(lockTimeout time.Duration) (err error) {
-	defer recoverDamage(&err, s.path)
+	defer recoverDamage(&err, s.path, "")
 
 	// The freelist is kept in the file (bbolt's default), because without
 	// it Open walks every page, and on a damaged page that walk crashes
@@ -265,10 +265,14 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 }
 
 // recoverDamage turns a panic of bbolt on a damaged file into an error
-// wrapping ErrCorrupt. Callers defer it.
-func recoverDamage(err *error, path string) {
+// wrapping ErrCorrupt that names the file and, when reading one, the
+// domain or checkpoint key. Callers defer it.
+func recoverDamage(err *error, path, reading string) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("%w: file %s: damaged pages: %v", ErrCorrupt, path, r)
+		if reading != "" {
+			reading = " while reading " + reading
+		}
+		*err = fmt.Errorf("%w: file %s: damaged pages%s: %v", ErrCorrupt, path, reading, r)
 	}
 }
 
@@ -514,7 +518,7 @@ func (s *Store) Checkpoint(key string) (_ []byte, err error) {
 		return append([]byte{}, value...), nil
 	}
 
-	defer recoverDamage(&err, s.path)
+	defer recoverDamage(&err, s.path, fmt.Sprintf("checkpoint %q", key))
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if stored := tx.Bucket(checkpointsBucket).Get([]byte(key)); stored != nil {
 			value = append([]byte{}, stored...)
