@@ -174,3 +174,36 @@ func TestIsCleanPath(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsBodyMatchesEncodingJSON(t *testing.T) {
+	first, last := "2017-07-30T13:23:48Z", "2017-08-29T13:09:05Z"
+	tests := []struct {
+		reason string
+		body   statsBody
+	}{
+		{"documented example", statsBody{
+			ODataContext: "https://stats.example.org" + odataContextSuffix, Host: "example.com",
+			OrgPrevalence: "4070", OrganizationPrevalence: 4070, OrgFirstSeen: &first, OrgLastSeen: &last,
+		}},
+		{"zero prevalence with null times", statsBody{
+			ODataContext: "http://127.0.0.1:8080" + odataContextSuffix, Host: "xn--bcher-kva.example",
+			OrgPrevalence: "0",
+		}},
+		{"host header needing escapes", statsBody{
+			ODataContext: "http://a\"b\\c\x01<&>é" + odataContextSuffix, Host: "example.com",
+			OrgPrevalence: "1", OrganizationPrevalence: 1, OrgFirstSeen: &first, OrgLastSeen: &first,
+		}},
+		{"invalid UTF-8", statsBody{ODataContext: "http://\xff", Host: "h", OrgPrevalence: "-1", OrganizationPrevalence: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			want, err := marshalJSON(tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(string(want), string(tt.body.appendJSON(nil))); diff != "" {
+				t.Errorf("appendJSON mismatch (-encoding/json +appendJSON):\n%s", diff)
+			}
+		})
+	}
+}

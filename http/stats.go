@@ -44,6 +44,50 @@ func (h *handler) newStatsBody(r *http.Request, s domainstats.Stats) statsBody {
 	return body
 }
 
+// appendJSON appends b as encoding/json with HTML escaping off would, in
+// the field order of the struct.
+func (b statsBody) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"@odata.context":`...)
+	dst = appendJSONString(dst, b.ODataContext)
+	dst = append(dst, `,"host":`...)
+	dst = appendJSONString(dst, b.Host)
+	dst = append(dst, `,"orgPrevalence":`...)
+	dst = appendJSONString(dst, b.OrgPrevalence)
+	dst = append(dst, `,"organizationPrevalence":`...)
+	dst = strconv.AppendInt(dst, b.OrganizationPrevalence, 10)
+	dst = append(dst, `,"orgFirstSeen":`...)
+	dst = appendOptionalJSONString(dst, b.OrgFirstSeen)
+	dst = append(dst, `,"orgLastSeen":`...)
+	dst = appendOptionalJSONString(dst, b.OrgLastSeen)
+	return append(dst, '}')
+}
+
+func appendOptionalJSONString(dst []byte, s *string) []byte {
+	if s == nil {
+		return append(dst, "null"...)
+	}
+	return appendJSONString(dst, *s)
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII without
+// quotes or backslashes, which every field but a strange Host header is,
+// is copied as it is; anything else goes through marshalJSON.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			encoded, err := marshalJSON(s)
+			if err != nil {
+				// A string always encodes.
+				panic("statshttp: encoding a string: " + err.Error())
+			}
+			return append(dst, encoded...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
 // formatTime formats t in timeLayout, truncating fractions of a second.
 func formatTime(t time.Time) *string {
 	s := t.UTC().Format(timeLayout)
@@ -72,6 +116,19 @@ func (h *handler) base(r *http.Request) string {
 // when lookBackHours is not a whole number from 1 to the retention in hours.
 func parseLookBack(rawQuery string, retention time.Duration) (hours int64, rejection string) {
 	maxHours := int64(retention / time.Hour)
+
+	// The two common queries skip url.ParseQuery and its allocations:
+	// none, and lookBackHours with plain digits. Anything else, other
+	// spellings included, takes the full path below.
+	if rawQuery == "" {
+		return min(defaultLookBackHours, maxHours), ""
+	}
+	if digits, ok := strings.CutPrefix(rawQuery, "lookBackHours="); ok && isDigits(digits) && len(digits) <= 9 {
+		hours, _ = strconv.ParseInt(digits, 10, 64)
+		if hours >= 1 && hours <= maxHours {
+			return hours, ""
+		}
+	}
 
 	values, err := url.ParseQuery(rawQuery)
 	if err != nil {
