@@ -44,27 +44,11 @@ func BenchmarkRecordRepeated(b *testing.B) {
 }
 
 // BenchmarkRecordRepeatedParallel is BenchmarkRecordRepeated on every
-// GOMAXPROCS goroutine, each with its own domains, as parallel ingest
-// workers would be. Compare -cpu 1,2 for the scaling across cores.
+// GOMAXPROCS goroutine, each with its own domains, all through
+// Store.Record. Compare -cpu 1,2 for the scaling across cores.
 func BenchmarkRecordRepeatedParallel(b *testing.B) {
 	s := openBenchStore(b, nil)
-	at := testNow.Add(-time.Minute)
-	var worker atomic.Int64
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		id := worker.Add(1)
-		domains := make([]string, 64)
-		for i := range domains {
-			domains[i] = fmt.Sprintf("d%d-%d.example.com", id, i)
-		}
-		i := 0
-		for pb.Next() {
-			if err := s.Record(domains[i&63], "10.1.2.3", at); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	})
+	benchmarkParallel(b, func() func(domain, machine string, at time.Time) error { return s.Record })
 }
 
 // BenchmarkRecordNew records a new machine on each call, spread over a
@@ -139,19 +123,26 @@ func BenchmarkEstimate(b *testing.B) {
 // ingest workers have. Compare -cpu 1,2 for the scaling across cores.
 func BenchmarkRecorderParallel(b *testing.B) {
 	s := openBenchStore(b, nil)
+	benchmarkParallel(b, func() func(domain, machine string, at time.Time) error { return s.NewRecorder().Record })
+}
+
+// benchmarkParallel records repeated pairs on every GOMAXPROCS goroutine,
+// each over 64 domains of its own, through the record function that
+// newRecord returns for that goroutine.
+func benchmarkParallel(b *testing.B, newRecord func() func(domain, machine string, at time.Time) error) {
 	at := testNow.Add(-time.Minute)
 	var worker atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		id := worker.Add(1)
-		recorder := s.NewRecorder()
+		record := newRecord()
 		domains := make([]string, 64)
 		for i := range domains {
 			domains[i] = fmt.Sprintf("d%d-%d.example.com", id, i)
 		}
 		i := 0
 		for pb.Next() {
-			if err := recorder.Record(domains[i&63], "10.1.2.3", at); err != nil {
+			if err := record(domains[i&63], "10.1.2.3", at); err != nil {
 				b.Fatal(err)
 			}
 			i++

@@ -42,6 +42,24 @@ func openTestStoreAt(t *testing.T, path string, opts *Options) *Store {
 	return s
 }
 
+// updateClosedFile runs update in a write transaction on the closed store
+// file at path, opened with bbolt directly, to damage it behind the
+// store's back.
+func updateClosedFile(t *testing.T, path string, update func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(update)
+	if closeErr := db.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustRecord(t *testing.T, s *Store, domain, machine string, at time.Time) {
 	t.Helper()
 	if err := s.Record(domain, machine, at); err != nil {
@@ -481,23 +499,15 @@ func TestCorruptRecordNamesDomain(t *testing.T) {
 	}
 
 	// Flip one byte in the middle of the stored record.
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	updateClosedFile(t, path, func(tx *bolt.Tx) error {
 		bucket := tx.Bucket(domainsBucket)
 		data := append([]byte{}, bucket.Get([]byte("damaged.example"))...)
 		data[len(data)/2] ^= 0x40
 		return bucket.Put([]byte("damaged.example"), data)
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	reopened := openTestStoreAt(t, path, nil)
-	_, err = reopened.Stats("damaged.example")
+	_, err := reopened.Stats("damaged.example")
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "damaged.example") {
 		t.Errorf("Stats(damaged.example) = %v, want ErrCorrupt naming the domain", err)
 	}

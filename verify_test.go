@@ -34,11 +34,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 	}
 
 	// Damage one record and one sketch behind the store's back.
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	updateClosedFile(t, path, func(tx *bolt.Tx) error {
 		domains := tx.Bucket(domainsBucket)
 		record := append([]byte{}, domains.Get([]byte("damaged.example"))...)
 		record[2] ^= 0x01
@@ -51,10 +47,6 @@ func TestVerifyFindsDamage(t *testing.T) {
 		damaged[len(damaged)-1] ^= 0xff
 		return sketches.Put(append([]byte{}, key...), damaged)
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	reopened := openTestStoreAt(t, path, nil)
 	report, err := reopened.Verify()
