@@ -166,6 +166,11 @@ func deleteAllSketchesBefore(tx *bolt.Tx, cutoff uint32) error {
 // changed; callers Clone it first. The caller reads generation from the
 // cache before it starts tx, so that a flush committed in between keeps
 // the result out of the cache.
+//
+// TODO: a 720-hour window merges up to 720 hourly sketches, about 8 ms
+// for a domain of 100,000 machines (BenchmarkStatsSketchCold), and the
+// cache lasts only until the next flush. Daily rollup sketches would cut
+// that to about 30 days plus 46 edge hours.
 func (s *Store) windowSketch(tx *bolt.Tx, name string, start, end uint32, generation uint64) (*hyperloglog.Sketch, error) {
 	key := windowKey{name: name, start: start, end: end}
 	if sk := s.cache.get(key); sk != nil {
