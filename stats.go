@@ -106,7 +106,8 @@ func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (_ Stats, e
 	var acc windowAccumulator
 	s.addPending(name, w, &acc)
 	generation := s.cache.currentGeneration()
-	defer recoverDamage(&err, s.path, fmt.Sprintf("domain %q", name))
+	defer guardFaults()()
+	defer recoverDamage(&err, s.path, "domain", name)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		return s.addStored(tx, name, w, generation, &acc)
 	})

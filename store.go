@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,7 +233,8 @@ func Open(path string, opts *Options) (*Store, error) {
 // openFile opens the bbolt file and checks its layout. bbolt panics on
 // some damaged pages; openFile returns that as ErrCorrupt instead.
 func (s *Store) openFile(lockTimeout time.Duration) (err error) {
-	defer recoverDamage(&err, s.path, "")
+	defer guardFaults()()
+	defer recoverDamage(&err, s.path, "", "")
 
 	// The freelist is kept in the file (bbolt's default), because without
 	// it Open walks every page, and on a damaged page that walk crashes
@@ -266,14 +268,25 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 
 // recoverDamage turns a panic of bbolt on a damaged file into an error
 // wrapping ErrCorrupt that names the file and, when reading one, the
-// domain or checkpoint key. Callers defer it.
-func recoverDamage(err *error, path, reading string) {
+// domain or checkpoint key: kind is "domain" or "checkpoint", or empty.
+// Callers defer it, after guardFaults.
+func recoverDamage(err *error, path, kind, name string) {
 	if r := recover(); r != nil {
-		if reading != "" {
-			reading = " while reading " + reading
+		reading := ""
+		if kind != "" {
+			reading = fmt.Sprintf(" while reading %s %q", kind, name)
 		}
 		*err = fmt.Errorf("%w: file %s: damaged pages%s: %v", ErrCorrupt, path, reading, r)
 	}
+}
+
+// guardFaults makes a memory fault in this goroutine, such as bbolt
+// reading past its map of a damaged file, panic instead of crashing the
+// process, so that recoverDamage can report it. It returns the function
+// that restores the previous setting; callers defer it.
+func guardFaults() func() {
+	previous := debug.SetPanicOnFault(true)
+	return func() { debug.SetPanicOnFault(previous) }
 }
 
 // readFileSettings reads the settings that initFile writes, for a
@@ -518,7 +531,8 @@ func (s *Store) Checkpoint(key string) (_ []byte, err error) {
 		return append([]byte{}, value...), nil
 	}
 
-	defer recoverDamage(&err, s.path, fmt.Sprintf("checkpoint %q", key))
+	defer guardFaults()()
+	defer recoverDamage(&err, s.path, "checkpoint", key)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if stored := tx.Bucket(checkpointsBucket).Get([]byte(key)); stored != nil {
 			value = append([]byte{}, stored...)

@@ -57,7 +57,8 @@ func (s *Store) Verify() (report VerifyReport, err error) {
 	if s.dbClosed {
 		return VerifyReport{}, ErrClosed
 	}
-	defer recoverDamage(&err, s.path, "")
+	defer guardFaults()()
+	defer recoverDamage(&err, s.path, "", "")
 
 	addDamage := func(d Damage) {
 		report.DamagedTotal++
