@@ -127,7 +127,7 @@ func detectJSON(line []byte) (Format, error) {
 	case isZeekJSON(object):
 		return FormatZeekJSON, nil
 	}
-	return "", fmt.Errorf("%w: the first JSON object has none of the keys of Zeek (ts, _path, id.orig_h), Sysmon (EventID, QueryName, winlog, event.module sysmon, or event.code with dns.question.name) or Defender (RemoteUrl, DeviceId, records)", ErrUnknownFormat)
+	return "", fmt.Errorf("%w: the first JSON object has none of the keys of Zeek (ts, _path, id.orig_h), Sysmon (EventID, QueryName, winlog, event_data.QueryName, source_name with event_id, event.module sysmon, or event.code with dns.question.name) or Defender (RemoteUrl, DeviceId, records)", ErrUnknownFormat)
 }
 
 func isDefenderRow(object map[string]any) bool {
@@ -155,6 +155,16 @@ func isSysmon(object map[string]any) bool {
 	}
 	channel, _ := object["Channel"].(string)
 	if strings.Contains(channel, "Sysmon") {
+		return true
+	}
+
+	// Winlogbeat 5.x and 6.x write source_name and event_id at the top
+	// level and the event data under event_data.
+	sourceName, _ := object["source_name"].(string)
+	if _, ok := object["event_id"]; ok && strings.Contains(sourceName, "Sysmon") {
+		return true
+	}
+	if _, ok := lookup(object, []string{"event_data", "QueryName"}); ok {
 		return true
 	}
 

@@ -1,6 +1,9 @@
 package ingest
 
-import "strings"
+import (
+	"net/netip"
+	"strings"
+)
 
 // urlHost reduces a RemoteUrl to its host. Defender writes a URL with a
 // scheme, path and query, a host with a port, a bare host or IP address,
@@ -39,4 +42,12 @@ func hostWithoutPort(host string) string {
 		host, _, _ = strings.Cut(host, ":")
 	}
 	return host
+}
+
+// isIPAddress reports whether host is an IPv4 or IPv6 address literal,
+// with or without brackets and an IPv6 zone such as %eth0.
+func isIPAddress(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }

@@ -118,27 +118,27 @@ func sysmonFields(object map[string]any) (fields, Reason, string) {
 	// A collector that reads several event logs writes events of other
 	// providers too, and their IDs overlap Sysmon's. The provider, unlike
 	// the channel, stays the same when events are forwarded.
-	provider := firstString(object, []string{"SourceName"}, []string{"winlog", "provider_name"}, []string{"event", "provider"})
+	provider := firstString(object, []string{"SourceName"}, []string{"source_name"}, []string{"winlog", "provider_name"}, []string{"event", "provider"})
 	if provider != "" && !strings.Contains(provider, "Sysmon") {
 		return fields{}, ReasonOtherEvent, "event of provider " + provider + ", not Sysmon"
 	}
 
-	id := firstString(object, []string{"EventID"}, []string{"winlog", "event_id"}, []string{"event", "code"}, []string{"event.code"})
+	id := firstString(object, []string{"EventID"}, []string{"event_id"}, []string{"winlog", "event_id"}, []string{"event", "code"}, []string{"event.code"})
 	if id != "" && id != "22" {
 		return fields{}, ReasonOtherEvent, "Sysmon event ID " + id + ", not 22 (DnsQuery)"
 	}
 
-	domain := firstString(object, []string{"QueryName"}, []string{"winlog", "event_data", "QueryName"}, []string{"dns", "question", "name"}, []string{"dns.question.name"})
+	domain := firstString(object, []string{"QueryName"}, []string{"event_data", "QueryName"}, []string{"winlog", "event_data", "QueryName"}, []string{"dns", "question", "name"}, []string{"dns.question.name"})
 	if domain == "" {
-		return fields{}, ReasonMissingDomain, "no QueryName or dns.question.name"
+		return fields{}, ReasonMissingDomain, "no QueryName, event_data.QueryName or dns.question.name"
 	}
 
 	// NXLog's lowercase "host" is the collector, so only the ECS object
 	// form of host is read.
-	machine := firstString(object, []string{"Computer"}, []string{"Hostname"}, []string{"winlog", "computer_name"},
+	machine := firstString(object, []string{"Computer"}, []string{"Hostname"}, []string{"computer_name"}, []string{"winlog", "computer_name"},
 		[]string{"host", "name"}, []string{"host", "hostname"}, []string{"host.name"}, []string{"host.hostname"})
 	if machine == "" {
-		return fields{}, ReasonMissingMachine, "no Computer, Hostname, winlog.computer_name, host.name or host.hostname"
+		return fields{}, ReasonMissingMachine, "no Computer, Hostname, computer_name, winlog.computer_name, host.name or host.hostname"
 	}
 
 	// UtcTime is when the query happened. The other fields are when the
@@ -164,6 +164,7 @@ var sysmonTimeFields = []struct {
 	path []string
 }{
 	{"UtcTime", []string{"UtcTime"}},
+	{"event_data.UtcTime", []string{"event_data", "UtcTime"}},
 	{"winlog.event_data.UtcTime", []string{"winlog", "event_data", "UtcTime"}},
 	{"TimeCreated", []string{"TimeCreated"}},
 	{"@timestamp", []string{"@timestamp"}},

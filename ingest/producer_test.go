@@ -125,11 +125,8 @@ func TestZeekTSVProducerShapes(t *testing.T) {
 				Events: []string{
 					"www.example.com 10.0.0.5 2024-03-01T14:00:00Z",
 					"www.example.com 10.0.0.5 2024-03-01T14:00:01Z",
-					"192.0.2.80 10.0.0.5 2024-03-01T14:00:02Z",
-					"2001:db8::80 10.0.0.5 2024-03-01T14:00:03Z",
-					"2001:db8::80 10.0.0.5 2024-03-01T14:00:04Z",
 				},
-				Skips: []string{"14:missing_domain"},
+				Skips: []string{"11:ip_address", "12:ip_address", "13:ip_address", "14:missing_domain"},
 			},
 		},
 		{
@@ -191,9 +188,8 @@ func TestZeekJSONProducerShapes(t *testing.T) {
 				Events: []string{
 					"stream.example.com 10.0.0.5 2024-03-01T14:00:00.25Z",
 					"tls.example.com 10.0.0.6 2024-03-01T14:00:01Z",
-					"2001:db8::80 10.0.0.7 2024-03-01T14:00:02Z",
 				},
-				Skips: []string{"4:other_event"},
+				Skips: []string{"3:ip_address", "4:other_event"},
 			},
 		},
 		{
@@ -268,8 +264,47 @@ func TestSysmonProducerShapes(t *testing.T) {
 				Skips: []string{"2:other_event"},
 			},
 		},
+		{
+			name:   "classic winlogbeat 6",
+			format: FormatSysmon,
+			// Winlogbeat 5.x and 6.x write the System fields at the top
+			// level in snake case and the event data under event_data.
+			// UtcTime is the query time, @timestamp the time of writing.
+			input: `{"@timestamp":"2024-03-01T14:00:05.000Z","beat":{"hostname":"collector","version":"6.8.0"},"computer_name":"WS1.corp.example","event_id":22,"source_name":"Microsoft-Windows-Sysmon","log_name":"Microsoft-Windows-Sysmon/Operational","record_number":"4021","event_data":{"RuleName":"-","UtcTime":"2024-03-01 14:00:00.123","ProcessId":"2120","QueryName":"evil.example.net","QueryStatus":"0","Image":"C:\\Windows\\System32\\svchost.exe"},"level":"Information","type":"wineventlog"}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:06.000Z","computer_name":"WS1.corp.example","event_id":1,"source_name":"Microsoft-Windows-Sysmon","log_name":"Microsoft-Windows-Sysmon/Operational","event_data":{"UtcTime":"2024-03-01 14:00:06.000","Image":"C:\\Windows\\notepad.exe"}}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:07.250Z","computer_name":"WS5.corp.example","event_id":"22","source_name":"Microsoft-Windows-Sysmon","event_data":{"QueryName":"stamp.example.net"}}` + "\n" +
+				`{"@timestamp":"2024-03-01T14:00:08.000Z","computer_name":"WS1.corp.example","event_id":22,"source_name":"Microsoft-Windows-Security-Auditing","event_data":{"QueryName":"other.example.net"}}` + "\n",
+			want: got{
+				Events: []string{
+					"evil.example.net WS1.corp.example 2024-03-01T14:00:00.123Z",
+					"stamp.example.net WS5.corp.example 2024-03-01T14:00:07.25Z",
+				},
+				Skips: []string{"2:other_event", "4:other_event"},
+			},
+		},
 	}
 	checkProducerCases(t, tests)
+}
+
+func TestDetectClassicWinlogbeat(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+	}{
+		{"source_name and event_id", `{"computer_name":"WS1","event_id":1,"source_name":"Microsoft-Windows-Sysmon","event_data":{"Image":"x.exe"}}`},
+		{"event_data.QueryName", `{"computer_name":"WS1","event_data":{"QueryName":"a.example.com"}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			format, err := Detect([]byte(tt.line + "\n"))
+			if err != nil {
+				t.Fatalf("Detect: %v", err)
+			}
+			if format != FormatSysmon {
+				t.Errorf("Detect = %s, want %s", format, FormatSysmon)
+			}
+		})
+	}
 }
 
 func TestDefenderProducerShapes(t *testing.T) {
@@ -293,11 +328,9 @@ func TestDefenderProducerShapes(t *testing.T) {
 					"www.example.com 4f1c0e2a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e 2024-03-01T14:00:00.1234567Z",
 					"api.example.net 4f1c0e2a9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e 2024-03-01T14:00:01Z",
 					"login.example.org pc2.corp.example 2024-03-01T14:00:02Z",
-					"2001:db8::443 9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d 2024-03-01T14:00:03Z",
-					"2001:db8::443 9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d 2024-03-01T14:00:04Z",
 					"Mixed.Example.com 9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d 2024-03-01T14:00:06Z",
 				},
-				Skips: []string{"7:missing_domain"},
+				Skips: []string{"5:ip_address", "6:ip_address", "7:missing_domain"},
 			},
 		},
 		{
@@ -418,4 +451,60 @@ func TestURLHost(t *testing.T) {
 			t.Errorf("urlHost(%q) = %q, want %q", tt.remoteURL, got, tt.want)
 		}
 	}
+}
+
+func TestIPAddressHostsSkipped(t *testing.T) {
+	tests := []producerCase{
+		{
+			name:   "zeek http tsv",
+			format: FormatZeek,
+			input: "#separator \\x09\n" +
+				"#path\thttp\n" +
+				"#fields\tts\tuid\tid.orig_h\thost\n" +
+				"1709301600\tC1\t10.0.0.5\t1.2.3.4\n" +
+				"1709301601\tC2\t10.0.0.5\t1.2.3.4:8080\n" +
+				"1709301602\tC3\t10.0.0.5\t[2001:db8::1]:8080\n" +
+				"1709301603\tC4\t10.0.0.5\twww.example.com\n",
+			want: got{
+				Events: []string{"www.example.com 10.0.0.5 2024-03-01T14:00:03Z"},
+				Skips:  []string{"4:ip_address", "5:ip_address", "6:ip_address"},
+			},
+		},
+		{
+			name:   "zeek ssl json",
+			format: FormatZeekJSON,
+			input:  `{"_path":"ssl","ts":1709301600,"id.orig_h":"10.0.0.5","server_name":"192.0.2.7"}` + "\n",
+			want:   got{Skips: []string{"1:ip_address"}},
+		},
+		{
+			name:   "defender remote url",
+			format: FormatDefender,
+			input: `{"Timestamp":"2024-03-01T14:00:00Z","DeviceId":"d1","RemoteUrl":"http://1.2.3.4/"}` + "\n" +
+				`{"Timestamp":"2024-03-01T14:00:01Z","DeviceId":"d1","RemoteUrl":"https://[2001:db8::2]:443/x"}` + "\n" +
+				`{"Timestamp":"2024-03-01T14:00:02Z","DeviceId":"d1","RemoteUrl":"2001:db8::3"}` + "\n" +
+				`{"Timestamp":"2024-03-01T14:00:03Z","DeviceId":"d1","RemoteUrl":"http://1.2.3.4.example.com/"}` + "\n",
+			want: got{
+				Events: []string{"1.2.3.4.example.com d1 2024-03-01T14:00:03Z"},
+				Skips:  []string{"1:ip_address", "2:ip_address", "3:ip_address"},
+			},
+		},
+		{
+			name:   "sysmon query",
+			format: FormatSysmon,
+			input:  `{"EventID":22,"Computer":"WS1","UtcTime":"2024-03-01 14:00:00.000","QueryName":"10.1.2.3"}` + "\n",
+			want:   got{Skips: []string{"1:ip_address"}},
+		},
+		{
+			name:   "generic csv",
+			format: FormatCSV,
+			input: "domain,machine,time\n" +
+				"fe80::1%eth0,m1,2024-03-01T14:00:00Z\n" +
+				"4.3.2.1.in-addr.arpa,m1,2024-03-01T14:00:01Z\n",
+			want: got{
+				Events: []string{"4.3.2.1.in-addr.arpa m1 2024-03-01T14:00:01Z"},
+				Skips:  []string{"2:ip_address"},
+			},
+		},
+	}
+	checkProducerCases(t, tests)
 }

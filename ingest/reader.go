@@ -51,6 +51,13 @@ type Options struct {
 	// MaxLineBytes is the longest line that is parsed. Longer lines are
 	// skipped with ReasonLineTooLong. If zero, defaults to 16 MiB.
 	MaxLineBytes int
+
+	// Follow marks an input that its producer may still be writing, such
+	// as a log read again for appended lines. A final line without a line
+	// break is then left for a later read: Next does not parse it and
+	// LinesRead does not count it. If false, that line is read, because
+	// finished files often lack the last line break.
+	Follow bool
 }
 
 // defaultMaxLineBytes leaves room for a streaming API object with a few
@@ -75,6 +82,7 @@ type Reader struct {
 	src     *bufio.Reader
 	parser  parser
 	maxLine int
+	follow  bool
 
 	// offset and line count what has been read from src so far.
 	offset int64
@@ -135,6 +143,7 @@ func NewReader(r io.Reader, opts *Options) (*Reader, error) {
 	rd := &Reader{
 		name:         opts.Name,
 		maxLine:      maxLine,
+		follow:       opts.Follow,
 		headerOffset: -1,
 		pos:          Position{HeaderOffset: -1},
 	}
@@ -290,6 +299,15 @@ func (r *Reader) readItems() error {
 		r.done = true
 		return nil
 	}
+
+	// A line still being written is not consumed. Position already
+	// stays before it, so the next read starts at its first byte.
+	if !terminated && r.follow {
+		r.line--
+		r.done = true
+		return nil
+	}
+
 	// Lines up to a gzip resume point are read again only to rebuild the
 	// header state, so they are not counted, just as a plain file seeks
 	// past them.
@@ -346,6 +364,12 @@ func (r *Reader) parseLine(line []byte, lineStart int64, end *Position) []item {
 
 	var items []item
 	err := r.parser.parse(line, func(f fields) {
+		// Every format is checked here, after its parser has cut the
+		// host out of a URL or host:port.
+		if isIPAddress(f.domain) {
+			items = append(items, item{skip: r.skipError(ReasonIPAddress, fmt.Sprintf("%s is an IP address, not a domain", f.domain))})
+			return
+		}
 		items = append(items, item{event: Event{
 			Domain:  f.domain,
 			Machine: f.machine,

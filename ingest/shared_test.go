@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,11 @@ func TestZeekSharedDNSLog(t *testing.T) {
 		if query == "-" || query == "(empty)" {
 			continue
 		}
+		// An IP address literal is skipped as no domain. This log
+		// has 6 queries of 10.47.7.30.
+		if _, err := netip.ParseAddr(query); err == nil {
+			continue
+		}
 		sec, frac, _ := strings.Cut(ts, ".")
 		at, err := time.Parse(time.RFC3339Nano, "1970-01-01T00:00:00Z")
 		if err != nil {
@@ -98,8 +104,8 @@ func TestZeekSharedDNSLog(t *testing.T) {
 	}
 
 	got := readFileEvents(t, path)
-	if len(want) != 53601 {
-		t.Errorf("independent count found %d events, want 53,615 records less 14 without a query", len(want))
+	if len(want) != 53595 {
+		t.Errorf("independent count found %d events, want 53,615 records less 14 without a query and 6 of an IP address", len(want))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events mismatch (-want +got):\n%s", diff)

@@ -32,6 +32,12 @@ const (
 	// Zeek log that carries no domain.
 	ReasonOtherEvent Reason = "other_event"
 
+	// ReasonIPAddress is a record whose host is an IPv4 or IPv6 address
+	// literal, such as a Zeek http.log host of 192.0.2.1 or a Defender
+	// RemoteUrl of http://192.0.2.1/. An address is not a domain, so it
+	// is not recorded.
+	ReasonIPAddress Reason = "ip_address"
+
 	// ReasonLineTooLong is a line longer than Options.MaxLineBytes.
 	ReasonLineTooLong Reason = "line_too_long"
 
