@@ -78,6 +78,7 @@ func (f *follower) pass(ctx context.Context) map[string]error {
 		}
 		if err != nil {
 			failed[path] = err
+			f.job.summary.failed++
 			continue
 		}
 		f.job.summary.files++
@@ -90,25 +91,30 @@ func (f *follower) pass(ctx context.Context) map[string]error {
 	return failed
 }
 
-// initial runs the first pass, logs its summary and returns the errors of
-// the files that failed, joined.
+// initial runs the first pass and logs its summary and the error of each
+// file that failed. It returns the errors of the files whose lines were
+// all skipped, joined, because a wrong --format does not fix itself. A
+// file that is missing, unreadable or of an undetected format is only
+// logged, and later passes read it again.
 func (f *follower) initial(ctx context.Context) error {
 	failed := f.pass(ctx)
 	attrs := f.job.summary.logAttrs()
-	if len(failed) > 0 {
-		f.logger.Error("ingesting log files at start failed", attrs...)
-		errs := make([]error, 0, len(failed))
-		for _, path := range f.paths {
-			if err, ok := failed[path]; ok {
-				errs = append(errs, err)
-			}
+
+	var wrongFormat []error
+	for _, path := range f.paths {
+		if err, ok := failed[path]; ok && errors.Is(err, errNoEvents) {
+			wrongFormat = append(wrongFormat, err)
 		}
-		return errors.Join(errs...)
+	}
+	if len(wrongFormat) > 0 {
+		f.logger.Error("ingesting log files at start failed", attrs...)
+		return errors.Join(wrongFormat...)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted while ingesting log files at start: %w", err)
 	}
 
+	f.logFailures(failed)
 	f.logger.Info("ingested log files at start", attrs...)
 	f.job.fileLogLevel = slog.LevelDebug
 	return nil
@@ -135,13 +141,18 @@ func (f *follower) follow(ctx context.Context, interval time.Duration) {
 		if ctx.Err() != nil {
 			return
 		}
+		f.logFailures(failed)
+	}
+}
 
-		for _, path := range f.paths {
-			err, ok := failed[path]
-			if ok && f.logged[path] != err.Error() {
-				f.logger.Error("follow pass failed on a file; serving goes on", "file", path, "error", err)
-				f.logged[path] = err.Error()
-			}
+// logFailures logs the error of each failed file, unless the same error
+// was the last one logged for that file.
+func (f *follower) logFailures(failed map[string]error) {
+	for _, path := range f.paths {
+		err, ok := failed[path]
+		if ok && f.logged[path] != err.Error() {
+			f.logger.Error("reading a log file failed; serving goes on and reads it again on the next pass", "file", path, "error", err)
+			f.logged[path] = err.Error()
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,9 +38,36 @@ const forcibleFormats = "zeek, zeek-json, sysmon, defender or csv"
 // skipped, which nearly always means it was read in the wrong format.
 var errNoEvents = errors.New("no events recorded")
 
+// errInputsFailed is returned by an ingest run that read its other inputs
+// but could not use some. The error of each has already been logged.
+var errInputsFailed = errors.New("some inputs failed")
+
+// errDirectory is returned for an input that is a directory, which is a
+// mistake in the command line rather than a problem of one file.
+var errDirectory = errors.New("is a directory")
+
+// inputError is the failure of one input, such as a missing file, an
+// unknown format or a corrupt gzip stream. It leaves the store and the
+// other inputs usable, unlike a failure to write the store.
+type inputError struct {
+	err error
+}
+
+func (e *inputError) Error() string { return e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
+// inputFailure marks err as the failure of one input.
+func inputFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &inputError{err: err}
+}
+
 // ingestSummary counts what an ingest run did.
 type ingestSummary struct {
 	files   int
+	failed  int // inputs that could not be read or gave no events
 	lines   int64
 	events  int64
 	skipped map[ingest.Reason]int64
@@ -55,7 +83,7 @@ func (s *ingestSummary) totalSkipped() int64 {
 
 // logAttrs returns the summary as log attributes, reasons in name order.
 func (s *ingestSummary) logAttrs() []any {
-	attrs := []any{"files", s.files, "lines_read", s.lines, "events_recorded", s.events, "skipped", s.totalSkipped()}
+	attrs := []any{"files", s.files, "files_failed", s.failed, "lines_read", s.lines, "events_recorded", s.events, "skipped", s.totalSkipped()}
 	reasons := make([]string, 0, len(s.skipped))
 	for reason := range s.skipped {
 		reasons = append(reasons, string(reason))
@@ -97,6 +125,7 @@ type ingestJob struct {
 	format   ingest.Format
 	strict   bool
 	restart  bool // read every input from its start, ignoring checkpoints
+	follow   bool // leave a last line without a line break for the next pass
 	logger   *slog.Logger
 	env      environment
 	progress *progress // nil when no bar is drawn
@@ -129,12 +158,20 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 			"\n"+
 			"A file that gives no event but skips lines, other than records of another kind such as\n"+
 			"Sysmon events other than 22, fails: check --format. Its position is not saved, so a\n"+
-			"corrected rerun reads the same lines again. The other files are still read.\n"+
+			"corrected rerun reads the same lines again. A file that cannot be opened, whose format\n"+
+			"is not detected or whose gzip stream is corrupt fails too. The error of each failed file\n"+
+			"is logged, the other files are still read, and the command exits with status 1 and a\n"+
+			"list of the failed files. With --strict the first failed file stops the run.\n"+
+			"\n"+
+			"A skipped line is counted by reason in the summary (skipped_REASON): malformed,\n"+
+			"no_header, missing_domain, missing_machine, invalid_time, other_event, line_too_long,\n"+
+			"invalid_domain, invalid_machine, or ip_address for a host that is an IPv4 or IPv6\n"+
+			"address, such as an http.log host of 192.0.2.1, because an address is not a domain.\n"+
 			"\n"+
 			"Time fields, such as the time column of csv, accept "+ingest.TimeFormats+".", env)
 	db := fs.String("db", defaultDB, "store file `path`, created if missing")
 	formatName := fs.String("format", string(ingest.FormatAuto), "input `format`: auto (detect from content), zeek, zeek-json, sysmon, defender or csv")
-	strict := fs.Bool("strict", false, "fail on the first line that cannot be used, instead of counting it as skipped")
+	strict := fs.Bool("strict", false, "fail on the first line or file that cannot be used, instead of counting the line as skipped or going on with the next file")
 	verbose := fs.Bool("verbose", false, "also log each commit of events and checkpoint, with its file, line and byte offset")
 	retentionHours := fs.Int("retention", 0, "`hours` of data to keep, counted back from the newest event; stored in the file for later commands (default: the file's, or 720 for a new file)")
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar, which is drawn only when standard error is a terminal")
@@ -156,13 +193,18 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 		logger = slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
-	if *retentionHours < 0 {
-		return fmt.Errorf("%w: --retention must be a positive number of hours, got %d", errUsage, *retentionHours)
+	// Zero is the flag's default and means "keep the file's retention", so
+	// an explicit zero is recognized by whether the flag was given.
+	retentionSet := false
+	fs.Visit(func(f *flag.Flag) { retentionSet = retentionSet || f.Name == "retention" })
+	if *retentionHours < 0 || (retentionSet && *retentionHours == 0) {
+		return fmt.Errorf("%w: --retention must be a positive number of hours, got %d; leave the flag out to keep the file's retention", errUsage, *retentionHours)
 	}
 
-	// A failed run must not leave an empty store behind, so the inputs
-	// are checked before the store is opened, which creates it.
-	if err := checkInputs(fs.Args()); err != nil {
+	// A run that can read no input must not leave an empty store behind,
+	// so the inputs are checked before the store is opened, which creates
+	// it.
+	if err := checkInputs(fs.Args(), *strict); err != nil {
 		return err
 	}
 	store, err := openStoreWithRetention(*db, time.Duration(*retentionHours)*time.Hour, logger)
@@ -193,9 +235,12 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 	if elapsed > 0 {
 		attrs = append(attrs, "events_per_second", int64(float64(job.summary.events)/elapsed.Seconds()))
 	}
-	if runErr != nil || closeErr != nil {
+	switch {
+	case closeErr != nil || (runErr != nil && !errors.Is(runErr, errInputsFailed)):
 		logger.Error("ingest stopped", attrs...)
-	} else {
+	case runErr != nil:
+		logger.Error("ingest finished, but some inputs failed", attrs...)
+	default:
 		logger.Info("ingest finished", attrs...)
 	}
 
@@ -208,53 +253,86 @@ func runIngest(ctx context.Context, args []string, env environment, logger *slog
 	return nil
 }
 
-// run reads paths in order. An input that gives no events does not stop
-// the others, but run returns its error at the end. Any other error stops
-// the run.
+// run reads paths in order. The failure of one input, such as a missing
+// file, an unknown format or no events, is logged and does not stop the
+// others, and run returns an error wrapping errInputsFailed that names the
+// failed inputs at the end. In strict mode the first failure stops the
+// run. Any other error, such as a failed write to the store, stops it.
 func (j *ingestJob) run(ctx context.Context, paths []string) error {
-	var unusable []error
+	var failed []string
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted before %s: %w", path, err)
 		}
-		err := j.ingestPath(ctx, path)
-		if errors.Is(err, errNoEvents) {
-			unusable = append(unusable, err)
-			continue
+
+		err := inputFailure(checkInput(path))
+		if err == nil {
+			err = j.ingestPath(ctx, path)
+		}
+		var inputErr *inputError
+		if err != nil && (j.strict || !errors.As(err, &inputErr)) {
+			return err
 		}
 		if err != nil {
-			return err
+			j.logger.Error("input failed; going on with the next", "file", path, "error", err)
+			j.summary.failed++
+			failed = append(failed, path)
+			continue
 		}
 		j.summary.files++
 	}
-	return errors.Join(unusable...)
+
+	if len(failed) > 0 {
+		return fmt.Errorf("%w: %d of %d inputs failed and were not read in full, see the errors logged above: %s",
+			errInputsFailed, len(failed), len(paths), strings.Join(failed, ", "))
+	}
+	return nil
 }
 
-// checkInputs returns an error for the first path that is missing, a
-// directory or unreadable. "-" is standard input and always passes.
-func checkInputs(paths []string) error {
+// checkInputs checks paths before a run opens the store. It returns an
+// error when a path is a directory, when every path fails, or in strict
+// mode when any path fails. Otherwise the run reads the paths that pass
+// and reports the others.
+func checkInputs(paths []string, strict bool) error {
+	var errs []error
 	for _, path := range paths {
-		if path == "-" {
-			continue
-		}
-
-		info, err := os.Stat(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("input %s: no such file", path)
+		err := checkInput(path)
+		if errors.Is(err, errDirectory) || (strict && err != nil) {
+			return err
 		}
 		if err != nil {
-			return fmt.Errorf("input %s: %w", path, err)
+			errs = append(errs, err)
 		}
-		if info.IsDir() {
-			return fmt.Errorf("input %s is a directory: pass the log files in it, for example with a glob such as %s", path, filepath.Join(path, "*.log"))
-		}
-
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("input %s: %w", path, err)
-		}
-		f.Close()
 	}
+	if len(errs) == len(paths) {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// checkInput returns an error when path is missing, a directory or
+// unreadable. "-" is standard input and always passes.
+func checkInput(path string) error {
+	if path == "-" {
+		return nil
+	}
+
+	info, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("input %s: no such file", path)
+	}
+	if err != nil {
+		return fmt.Errorf("input %s: %w", path, err)
+	}
+	if info.IsDir() {
+		return fmt.Errorf("input %s %w: pass the log files in it, for example with a glob such as %s", path, errDirectory, filepath.Join(path, "*.log"))
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("input %s: %w", path, err)
+	}
+	f.Close()
 	return nil
 }
 
@@ -295,17 +373,17 @@ func (j *ingestJob) ingestPath(ctx context.Context, path string) error {
 
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("open input: %w", err)
+		return inputFailure(fmt.Errorf("open input: %w", err))
 	}
 	defer f.Close()
 
 	file, err := identifyFile(f)
 	if err != nil {
-		return fmt.Errorf("read input %s: %w", path, err)
+		return inputFailure(fmt.Errorf("read input %s: %w", path, err))
 	}
 	key, err := checkpointKey(path)
 	if err != nil {
-		return err
+		return inputFailure(err)
 	}
 
 	start, err := j.resumePosition(key, path, f, file)
@@ -343,7 +421,7 @@ func (j *ingestJob) resumePosition(key, path string, f *os.File, file inputFile)
 
 	same, err := cp.sameFile(f, file)
 	if err != nil {
-		return ingest.Position{}, fmt.Errorf("compare %s with its checkpoint: %w", path, err)
+		return ingest.Position{}, inputFailure(fmt.Errorf("compare %s with its checkpoint: %w", path, err))
 	}
 	if !same {
 		j.logger.Info("file differs from the one last read at this path; reading from the start", "file", path)
@@ -359,12 +437,12 @@ func (j *ingestJob) resumePosition(key, path string, f *os.File, file inputFile)
 // ingestReader records the events of src. key is the checkpoint key, or
 // empty for standard input, which is never resumed.
 func (j *ingestJob) ingestReader(ctx context.Context, src io.Reader, name, key string, file inputFile, start ingest.Position) error {
-	r, err := ingest.NewReader(src, &ingest.Options{Name: name, Format: j.format, Start: start})
+	r, err := ingest.NewReader(src, &ingest.Options{Name: name, Format: j.format, Start: start, Follow: j.follow})
 	if errors.Is(err, ingest.ErrUnknownFormat) {
-		return fmt.Errorf("%w; if you know the format, force it with --format %s", err, forcibleFormats)
+		return inputFailure(fmt.Errorf("%w; if you know the format, force it with --format %s", err, forcibleFormats))
 	}
 	if err != nil {
-		return err
+		return inputFailure(err)
 	}
 	j.logger.Log(ctx, j.fileLogLevel, "reading", "file", name, "format", r.Format())
 	j.current = fileCounts{skipped: map[ingest.Reason]int64{}}
@@ -413,10 +491,10 @@ func (j *ingestJob) ingestReader(ctx context.Context, src io.Reader, name, key s
 		switch {
 		case errors.As(err, &skip):
 			if err := j.skip(skip); err != nil {
-				return err
+				return inputFailure(err)
 			}
 		case err != nil:
-			return err
+			return inputFailure(err)
 		default:
 			if err := j.record(r, name, event); err != nil {
 				return err
@@ -449,7 +527,7 @@ func (j *ingestJob) ingestReader(ctx context.Context, src io.Reader, name, key s
 		return err
 	}
 	if j.current.onlySkipped() {
-		return j.noEventsError(name, r.Format())
+		return inputFailure(j.noEventsError(name, r.Format()))
 	}
 	return nil
 }

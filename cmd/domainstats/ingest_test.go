@@ -139,8 +139,8 @@ func TestIngestInvalidInputCreatesNoStore(t *testing.T) {
 		inputs  []string
 		wantErr []string
 	}{
-		{"missing file", []string{good, filepath.Join(dir, "absent.log")}, []string{"absent.log: no such file"}},
-		{"directory", []string{logs}, []string{"logs is a directory", filepath.Join(logs, "*.log")}},
+		{"missing files", []string{filepath.Join(dir, "absent.log"), filepath.Join(dir, "absent2.log")}, []string{"absent.log: no such file", "absent2.log: no such file"}},
+		{"directory", []string{good, logs}, []string{"logs is a directory", filepath.Join(logs, "*.log")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,9 +247,58 @@ func TestIngestHelpDocumentsBehaviour(t *testing.T) {
 		"epoch seconds",
 		"milliseconds",
 		"check --format",
+		"ip_address for a host that is an IPv4 or IPv6",
+		"the other files are still read",
 	} {
 		if !strings.Contains(strings.ToLower(res.stderr), strings.ToLower(want)) {
 			t.Errorf("ingest --help lacks %q:\n%s", want, res.stderr)
+		}
+	}
+}
+
+func TestIngestGoesOnAfterFailedFiles(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "failed.db")
+	prose := writeFile(t, dir, "prose.txt", "hello world\n")
+	badGzip := writeFile(t, dir, "bad.gz", "\x1f\x8b\x00\x00garbage")
+	absent := filepath.Join(dir, "absent.log")
+	good := writeFile(t, dir, "good.csv", "domain,machine,time\n"+csvLines(0, 3, "m1"))
+
+	res := runBinary(t, "ingest", "--db", db, prose, badGzip, absent, good)
+	if res.code != 1 {
+		t.Errorf("exit status = %d, want 1:\n%s", res.code, res.stderr)
+	}
+	for _, want := range []string{
+		`file=` + prose + ` error="` + prose + `: ingest: unknown format`,
+		`file=` + badGzip + ` error="ingest: ` + badGzip + `: unreadable gzip stream`,
+		`file=` + absent + ` error="input ` + absent + `: no such file"`,
+		"files=1 files_failed=3",
+		"3 of 4 inputs failed and were not read in full, see the errors logged above: " + prose + ", " + badGzip + ", " + absent + "\n",
+	} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("ingest output lacks %q:\n%s", want, res.stderr)
+		}
+	}
+
+	// The good file after the failed ones was read.
+	if got := queryStats(t, db, []string{"d0.example.com"})["d0.example.com"].OrgPrevalence; got != "1" {
+		t.Errorf("d0.example.com prevalence = %q, want 1", got)
+	}
+}
+
+func TestIngestStrictStopsAtFailedFile(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "strict.db")
+	prose := writeFile(t, dir, "prose.txt", "hello world\n")
+	good := writeFile(t, dir, "good.csv", "domain,machine,time\n"+csvLines(0, 3, "m1"))
+
+	res := runBinary(t, "ingest", "--strict", "--db", db, prose, good)
+	if res.code != 1 {
+		t.Errorf("exit status = %d, want 1:\n%s", res.code, res.stderr)
+	}
+	for _, want := range []string{"prose.txt: ingest: unknown format", "files=0"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("ingest --strict output lacks %q:\n%s", want, res.stderr)
 		}
 	}
 }

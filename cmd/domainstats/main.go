@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, env environment) int {
 	case "ingest":
 		err = runIngest(ctx, args[1:], env, logger)
 	case "stats":
-		err = runStats(ctx, args[1:], env)
+		err = runStats(ctx, args[1:], env, logger)
 	case "serve":
 		err = runServe(ctx, args[1:], env, logger)
 	case "verify":

@@ -35,7 +35,13 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 			"\n"+
 			"Each FILE is ingested at start, as ingest does, and then read again for what was appended\n"+
 			"every --follow-interval. serve holds the store file locked while it runs, so a separate\n"+
-			"ingest cannot write to it: pass the log files to serve instead.", env)
+			"ingest cannot write to it: pass the log files to serve instead.\n"+
+			"\n"+
+			"A FILE that is missing, unreadable or of a format that is not detected, at start or\n"+
+			"later, is logged once per distinct error and read again on each pass, so a log that is\n"+
+			"created later or is briefly missing during rotation is picked up. A FILE whose lines\n"+
+			"are all skipped at start stops serve: check --format. A last line without a line\n"+
+			"break is left for the next pass, because the producer may still be writing it.", env)
 	db := fs.String("db", defaultDB, "store file `path`; created if missing when FILE arguments are given")
 	formatName := fs.String("format", string(ingest.FormatAuto), "`format` of the FILE arguments: auto (detect from content), zeek, zeek-json, sysmon, defender or csv")
 	followInterval := fs.Duration("follow-interval", 10*time.Second, "how often to read the FILE arguments again for appended lines, as a Go `duration` such as 10s; 0 reads them only at start")
@@ -81,10 +87,12 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 		return fmt.Errorf("%w: --addr %s is not a loopback address: set --token-file, or --allow-anonymous to serve it without authentication", errUsage, *addr)
 	}
 
-	// With log files to ingest, serve creates the store like ingest does,
-	// after checking the files so that a typo leaves no empty store.
+	// With log files to ingest, serve creates the store like ingest does.
+	// A file that is missing or unreadable now is only logged, because it
+	// may be between rotations or not yet created, and serve reads it on a
+	// later pass. A directory is a mistake in the command line.
 	if len(files) > 0 {
-		err = checkInputs(files)
+		err = checkNoDirectory(files)
 	} else {
 		err = requireStore(*db)
 	}
@@ -98,7 +106,9 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 
 	var follow *follower
 	if len(files) > 0 {
-		follow = newFollower(newIngestJob(store, format, logger, env), files, logger)
+		job := newIngestJob(store, format, logger, env)
+		job.follow = true
+		follow = newFollower(job, files, logger)
 		if err := follow.initial(ctx); err != nil {
 			store.Close()
 			return err
@@ -177,6 +187,17 @@ func runServe(ctx context.Context, args []string, env environment, logger *slog.
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// checkNoDirectory returns an error for the first path that is a
+// directory.
+func checkNoDirectory(paths []string) error {
+	for _, path := range paths {
+		if err := checkInput(path); errors.Is(err, errDirectory) {
+			return err
+		}
+	}
+	return nil
 }
 
 // isLoopback reports whether addr's host is a loopback IP address or

@@ -204,6 +204,27 @@ func TestIngestWhileServingNamesServe(t *testing.T) {
 	}
 }
 
+func TestVerifyWhileServingNamesServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the store's 5 s lock timeout")
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "locked.db")
+	log := writeFile(t, dir, "events.csv", "domain,machine,time\n"+"a.example.com,m1,2024-01-02T03:04:05Z\n")
+	mustRun(t, "ingest", "--db", db, log)
+	startInProcessServe(t, "--db", db)
+
+	res := runBinary(t, "verify", "--db", db)
+	if res.code != 1 {
+		t.Errorf("verify on a served store exited with %d, want 1", res.code)
+	}
+	for _, want := range []string{"another domainstats process, such as serve, has it open", "stop that process"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("lock error lacks %q:\n%s", want, res.stderr)
+		}
+	}
+}
+
 func TestServeTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "tokens.db")
@@ -284,5 +305,82 @@ func TestServeTokenFile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// waitForLog polls the serve log until it contains want, because follow
+// passes run on serve's own ticker.
+func waitForLog(t *testing.T, s *inProcessServe, want string) {
+	t.Helper()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(s.log.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not log %q within 20 s:\n%s", want, s.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestServeFollowsFileCreatedLater(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "later.db")
+	absent := filepath.Join(dir, "later.csv")
+	empty := writeFile(t, dir, "empty.csv", "")
+
+	s := startInProcessServe(t, "--db", db, "--now", "latest", "--follow-interval", "10ms", absent, empty)
+	waitForLog(t, s, `msg="ingested log files at start"`)
+
+	writeFile(t, dir, "later.csv", "domain,machine,time\n"+"a.example.com,m1,2024-01-02T03:04:05Z\n")
+	appendFile(t, empty, []byte("domain,machine,time\n"+"b.example.com,m2,2024-01-02T03:04:06Z\n"))
+	waitForLog(t, s, "file read without error again")
+	deadline := time.Now().Add(20 * time.Second)
+	for s.prevalence(t, "a.example.com") != "1" || s.prevalence(t, "b.example.com") != "1" {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not record the events of the files within 20 s:\n%s", s.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	s.stop(t)
+	log := s.log.String()
+	for _, want := range []string{
+		"file=" + absent + ` error="stat ` + absent + `: no such file or directory"`,
+		"file=" + empty + ` error="` + empty + `: ingest: unknown format: the input is empty`,
+	} {
+		if n := strings.Count(log, want); n != 1 {
+			t.Errorf("serve logged %q %d times, want once:\n%s", want, n, log)
+		}
+	}
+}
+
+func TestServeLeavesPartialLastLine(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "partial.db")
+	log := writeFile(t, dir, "events.csv", "domain,machine,time\n"+
+		"a.example.com,m1,2024-01-02T03:04:05Z\n"+
+		"b.example.com,m2,2024-01-0")
+
+	s := startInProcessServe(t, "--db", db, "--now", "latest", "--follow-interval", "10ms", log)
+	if got := s.prevalence(t, "b.example.com"); got != "404 Not Found" {
+		t.Errorf("b.example.com = %q before its line is complete, want 404 Not Found", got)
+	}
+
+	appendFile(t, log, []byte("2T03:05:00Z\n"))
+	waitForLog(t, s, `msg="follow pass recorded events"`)
+	if got := s.prevalence(t, "b.example.com"); got != "1" {
+		t.Errorf("b.example.com prevalence = %q after its line was completed, want 1", got)
+	}
+
+	s.stop(t)
+	for _, want := range []string{`msg="skipped line"`, "skipped=1"} {
+		if strings.Contains(s.log.String(), want) {
+			t.Errorf("serve log contains %q, but no line was skipped:\n%s", want, s.log.String())
+		}
+	}
+	for _, want := range []string{"lines_read=2", "lines_read=1 events_recorded=1"} {
+		if !strings.Contains(s.log.String(), want) {
+			t.Errorf("serve log lacks %q:\n%s", want, s.log.String())
+		}
 	}
 }

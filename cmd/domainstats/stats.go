@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,7 +18,7 @@ import (
 // @odata.context so that its output equals the body serve returns.
 const defaultBaseURL = "http://127.0.0.1:8080"
 
-func runStats(ctx context.Context, args []string, env environment) error {
+func runStats(ctx context.Context, args []string, env environment, logger *slog.Logger) error {
 	fs := newFlagSet("stats", "stats [flags] DOMAIN...",
 		"Prints, for each domain, one line with the JSON body that serve returns for\n"+
 			"GET /api/domains/DOMAIN/stats. Exits with status 1 if any domain got an error body,\n"+
@@ -53,16 +54,18 @@ func runStats(ctx context.Context, args []string, env environment) error {
 	defer store.Close()
 
 	// The HTTP handler builds the output, so stats and serve cannot differ.
+	// It logs the cause of a 5xx response, which the body leaves out.
 	handler, err := statshttp.NewHandler(store, &statshttp.Options{
 		AllowAnonymous: true,
 		BaseURL:        *baseURL,
 		ZeroForUnknown: *zero,
+		Logger:         logger,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
-	failed := 0
+	failed, serverErrors := 0, 0
 	for _, domain := range fs.Args() {
 		target := "/api/domains/" + url.PathEscape(domain) + "/stats"
 		if *lookBack > 0 {
@@ -82,10 +85,17 @@ func runStats(ctx context.Context, args []string, env environment) error {
 		if rec.Code != http.StatusOK {
 			failed++
 		}
+		if rec.Code >= http.StatusInternalServerError {
+			serverErrors++
+		}
 	}
 
 	if closeErr := store.Close(); closeErr != nil {
 		return fmt.Errorf("close store %s: %w", *db, closeErr)
+	}
+	if serverErrors > 0 {
+		return fmt.Errorf("%d of %d domains returned an error body, %d of them a server error whose cause is logged above; if the cause is a corrupt record, check the store with domainstats verify --db %s",
+			failed, fs.NArg(), serverErrors, *db)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d domains returned an error body", failed, fs.NArg())

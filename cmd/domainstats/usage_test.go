@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,24 @@ func TestStatsLookbackBelowOne(t *testing.T) {
 			}
 			if res.stdout != "" {
 				t.Errorf("stats printed %q, want nothing", res.stdout)
+			}
+		})
+	}
+}
+
+func TestIngestRetentionZeroRejected(t *testing.T) {
+	for _, value := range []string{"0", "-5"} {
+		t.Run(value, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "retention.db")
+			res := runBinary(t, "ingest", "--db", db, "--retention", value, sampleLogPath)
+			if res.code != 2 {
+				t.Errorf("exit status = %d, want 2", res.code)
+			}
+			if want := "--retention must be a positive number of hours, got " + value; !strings.Contains(res.stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+			}
+			if _, err := os.Stat(db); !os.IsNotExist(err) {
+				t.Errorf("rejected ingest left a store file behind (stat: %v)", err)
 			}
 		})
 	}

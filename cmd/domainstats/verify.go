@@ -32,6 +32,9 @@ func runVerify(_ context.Context, args []string, env environment) error {
 		return err
 	}
 	store, err := domainstats.Open(*db, &domainstats.Options{ReadOnly: true})
+	if errors.Is(err, domainstats.ErrLocked) {
+		return fmt.Errorf("open store %s: %w: another domainstats process, such as serve, has it open; stop that process and run verify again", *db, err)
+	}
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", *db, err)
 	}

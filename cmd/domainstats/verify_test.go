@@ -117,6 +117,27 @@ func TestVerifyDamagedStore(t *testing.T) {
 	queryStats(t, db, []string{"www.example.com"})
 }
 
+func TestStatsLogsDamagedRecord(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "damaged.db")
+	mustRun(t, "ingest", "--db", db, sampleLogPath)
+	damageRecord(t, db, "mail.example.com")
+
+	res := runBinary(t, "stats", "--db", db, "--now", "latest", "mail.example.com")
+	if res.code != 1 {
+		t.Errorf("stats of a damaged domain exited with %d, want 1", res.code)
+	}
+	for _, want := range []string{
+		"level=ERROR",
+		"mail.example.com",
+		"corrupt",
+		"domainstats verify --db " + db,
+	} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stats stderr lacks %q:\n%s", want, res.stderr)
+		}
+	}
+}
+
 func TestVerifyFailures(t *testing.T) {
 	dir := t.TempDir()
 	notStore := filepath.Join(dir, "not-a-store.db")
