@@ -3,10 +3,13 @@ package bench
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/domainstats/domainstats"
 )
 
 // ingestEventsEnv names the environment variable that sets the number of
@@ -179,4 +182,75 @@ func redisUsedMemory(b *testing.B, counter Counter) int64 {
 		b.Fatal(err)
 	}
 	return used
+}
+
+// BenchmarkIngestWorkers is BenchmarkIngest for the store with its events
+// split over 1 and 2 goroutines, each recording through its own Recorder,
+// as a parallel ingest would: compare workers=1 with workers=2. Each
+// generated chunk is dealt out event by event, so both workers see every
+// domain, and the chunk is done before the next one is generated.
+func BenchmarkIngestWorkers(b *testing.B) {
+	w := DefaultWorkload(ingestEvents(b))
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("events=%s/workers=%d", countLabel(w.Events), workers), func(b *testing.B) {
+			benchmarkIngestWorkers(b, w, workers)
+		})
+	}
+}
+
+func benchmarkIngestWorkers(b *testing.B, w Workload, workers int) {
+	b.ReportAllocs()
+	var timed time.Duration
+	runs := 0
+	buf := make([]Event, 64*1024)
+
+	for b.Loop() {
+		counter, err := OpenStore(filepath.Join(b.TempDir(), "store.db"), BenchNow, time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recorders := make([]*domainstats.Recorder, workers)
+		for i := range recorders {
+			recorders[i] = counter.Store.NewRecorder()
+		}
+		generator, err := NewGenerator(w)
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		for {
+			b.StopTimer()
+			n := generator.Fill(buf)
+			b.StartTimer()
+			if n == 0 {
+				break
+			}
+
+			start := time.Now()
+			var wg sync.WaitGroup
+			for worker, recorder := range recorders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := worker; i < n; i += workers {
+						e := buf[i]
+						if err := recorder.Record(e.Domain, e.Machine, e.At); err != nil {
+							b.Errorf("Record(%+v): %v", e, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			timed += time.Since(start)
+		}
+
+		start := time.Now()
+		if err := counter.Close(); err != nil {
+			b.Fatal(err)
+		}
+		timed += time.Since(start)
+		runs++
+	}
+	b.ReportMetric(float64(w.Events)*float64(runs)/timed.Seconds(), "events/s")
 }
