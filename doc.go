@@ -23,9 +23,9 @@
 // last event time of each hour. It also keeps the 64-bit hashes of the
 // machines that contacted it, each with the runs of hours it was active.
 // A domain whose machines outnumber [Options].ExactLimit switches to one
-// HyperLogLog sketch per hour (github.com/axiomhq/hyperloglog). Windows are
-// answered from these hours, so window edges are rounded outward to whole
-// hours, as [Store.StatsLookBack] describes.
+// HyperLogLog sketch per hour (github.com/axiomhq/hyperloglog). Statistics
+// are computed from these hours, so window edges are rounded outward to
+// whole hours, as [Store.StatsLookBack] describes.
 //
 // Data older than the retention is pruned, counted back from the newest
 // event recorded rather than from the wall clock, so a replayed old log

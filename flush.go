@@ -14,7 +14,7 @@ import (
 // flush rewrites them, and Stats ignores hours older than the cutoff.
 const sweepEveryHours = 24
 
-// commitFillPercent is how full bbolt fills a leaf before it splits one
+// commitFillPercent is the fill fraction at which bbolt splits a leaf
 // during a flush.
 const commitFillPercent = 0.9
 
@@ -137,7 +137,7 @@ func (s *Store) commit(tx *bolt.Tx, batch map[string]*pendingDomain, checkpoints
 	cutoff := s.cutoffHour(newest)
 
 	// Each flush writes its domains in key order, so leaves split late
-	// stay nearly full; bbolt's default of half-full leaves doubled the
+	// stay nearly full. bbolt's default of half-full leaves doubled the
 	// file of a one-pass ingest. FillPercent lasts for this transaction.
 	tx.Bucket(domainsBucket).FillPercent = commitFillPercent
 	tx.Bucket(sketchesBucket).FillPercent = commitFillPercent

@@ -321,7 +321,7 @@ func (r *recordReader) windowSpans(w hourWindow, acc *windowAccumulator) (base, 
 // countMachinesInWindow walks the n machines of an exact-mode record in
 // data and counts those with a run overlapping w, leaving out the ones in
 // skip. It is the inner loop of Stats, so it reads the bytes in place
-// rather than through recordReader, with the same bounds checks; base and
+// rather than through recordReader, with the same bounds checks. base and
 // final are the record's first and last hour.
 func countMachinesInWindow(data []byte, n int, base, final uint32, w hourWindow, skip map[uint64]struct{}) (int64, error) {
 	var count int64

@@ -17,7 +17,7 @@ type Damage struct {
 	// "file structure" or "meta key K".
 	Part string
 
-	// Err says how it is damaged.
+	// Err is the check that failed.
 	Err error
 }
 
@@ -42,7 +42,7 @@ const maxReportedDamage = 10_000
 
 // Verify reads every stored record and sketch, checks its format version,
 // checksum and layout, and runs bbolt's consistency check of the file's
-// pages. It changes nothing, and it sees the committed data only, not the
+// pages. It changes nothing, and it reads the committed data only, not the
 // buffered events. The error is for failures to read at all; damage goes
 // into the report.
 func (s *Store) Verify() (report VerifyReport, err error) {
