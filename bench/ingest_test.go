@@ -115,26 +115,13 @@ func benchmarkIngest(b *testing.B, w Workload, impl string) {
 		redisBefore := redisUsedMemory(b, counter)
 		timed += time.Since(start)
 
-		generator, err := NewGenerator(w)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			b.StopTimer()
-			n := generator.Fill(buf)
-			b.StartTimer()
-			if n == 0 {
-				break
-			}
-
-			start := time.Now()
-			for _, e := range buf[:n] {
+		timed += recordChunks(b, w, buf, func(chunk []Event) {
+			for _, e := range chunk {
 				if err := counter.Record(e); err != nil {
 					b.Fatalf("%s: Record(%+v): %v", impl, e, err)
 				}
 			}
-			timed += time.Since(start)
-		}
+		})
 
 		start = time.Now()
 		if err := counter.Flush(); err != nil {
@@ -167,6 +154,30 @@ func benchmarkIngest(b *testing.B, w Workload, impl string) {
 	}
 	if redisUsed > 0 && pairs > 0 {
 		b.ReportMetric(float64(redisUsed)/float64(pairs), "server-bytes/pair")
+	}
+}
+
+// recordChunks generates the events of w into buf chunk by chunk, with the
+// benchmark timer stopped, and calls record on each chunk. It returns the
+// time spent in record.
+func recordChunks(b *testing.B, w Workload, buf []Event, record func(chunk []Event)) time.Duration {
+	generator, err := NewGenerator(w)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	var spent time.Duration
+	for {
+		b.StopTimer()
+		n := generator.Fill(buf)
+		b.StartTimer()
+		if n == 0 {
+			return spent
+		}
+
+		start := time.Now()
+		record(buf[:n])
+		spent += time.Since(start)
 	}
 }
 
@@ -213,27 +224,14 @@ func benchmarkIngestWorkers(b *testing.B, w Workload, workers int) {
 		for i := range recorders {
 			recorders[i] = counter.Store.NewRecorder()
 		}
-		generator, err := NewGenerator(w)
-		if err != nil {
-			b.Fatal(err)
-		}
-
-		for {
-			b.StopTimer()
-			n := generator.Fill(buf)
-			b.StartTimer()
-			if n == 0 {
-				break
-			}
-
-			start := time.Now()
+		timed += recordChunks(b, w, buf, func(chunk []Event) {
 			var wg sync.WaitGroup
 			for worker, recorder := range recorders {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := worker; i < n; i += workers {
-						e := buf[i]
+					for i := worker; i < len(chunk); i += workers {
+						e := chunk[i]
 						if err := recorder.Record(e.Domain, e.Machine, e.At); err != nil {
 							b.Errorf("Record(%+v): %v", e, err)
 							return
@@ -242,8 +240,7 @@ func benchmarkIngestWorkers(b *testing.B, w Workload, workers int) {
 				}()
 			}
 			wg.Wait()
-			timed += time.Since(start)
-		}
+		})
 
 		start := time.Now()
 		if err := counter.Close(); err != nil {
