@@ -495,7 +495,7 @@ func readDamagedCopy(t *testing.T, path string, want map[string]string) string {
 	case err = <-done:
 	case <-time.After(30 * time.Second):
 		// SIGQUIT makes the child print every goroutine's stack, which
-		// tells a loop inside bbolt from one in this module.
+		// shows whether the loop is inside bbolt or in this module.
 		cmd.Process.Signal(syscall.SIGQUIT)
 		<-done
 		if strings.Contains(stderr.String(), "go.etcd.io/bbolt") {
@@ -662,6 +662,23 @@ func checkFound(t *testing.T, s *Store, when string, domains []string) {
 }
 
 // checkClean fails the test unless Verify of s finds no damage.
+// checkReopened closes s, reopens the file at path and checks that it is
+// clean and holds exactly the committed and the buffered domains.
+func checkReopened(t *testing.T, s *Store, path string, committed, buffered []string) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reopened := openTestStoreAt(t, path, nil)
+	report := checkClean(t, reopened, "after reopening")
+	if report.Domains != len(committed)+len(buffered) {
+		t.Errorf("Verify read %d domains, want %d", report.Domains, len(committed)+len(buffered))
+	}
+	checkFound(t, reopened, "after reopening", buffered)
+	checkFound(t, reopened, "after reopening", committed)
+}
+
 func checkClean(t *testing.T, s *Store, when string) VerifyReport {
 	t.Helper()
 
@@ -709,17 +726,7 @@ func TestFlushFullDisk(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatalf("Flush after freeing space failed: %v", err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	reopened := openTestStoreAt(t, path, nil)
-	report := checkClean(t, reopened, "after reopening")
-	if report.Domains != len(committed)+len(buffered) {
-		t.Errorf("Verify read %d domains, want %d", report.Domains, len(committed)+len(buffered))
-	}
-	checkFound(t, reopened, "after reopening", buffered)
-	checkFound(t, reopened, "after reopening", committed)
+	checkReopened(t, s, path, committed, buffered)
 }
 
 func TestCloseOnFullDiskKeepsFileValid(t *testing.T) {
@@ -822,16 +829,7 @@ func TestFlushReadOnlyFile(t *testing.T) {
 			if err := s.Flush(); err != nil {
 				t.Fatalf("Flush after clearing the immutable attribute failed: %v", err)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			reopened := openTestStoreAt(t, path, nil)
-			report := checkClean(t, reopened, "after reopening")
-			if report.Domains != len(committed)+len(buffered) {
-				t.Errorf("Verify read %d domains, want %d", report.Domains, len(committed)+len(buffered))
-			}
-			checkFound(t, reopened, "after reopening", buffered)
+			checkReopened(t, s, path, committed, buffered)
 		})
 	}
 }

@@ -74,7 +74,7 @@ func BenchmarkRecordNew(b *testing.B) {
 	}
 }
 
-// BenchmarkStats answers the default 720-hour window for flushed domains
+// BenchmarkStats queries the default 720-hour window for flushed domains
 // of several sizes, all in exact mode.
 func BenchmarkStats(b *testing.B) {
 	for _, machines := range []int{1, 100, 1000, 10_000} {
@@ -150,7 +150,7 @@ func benchmarkParallel(b *testing.B, newRecord func() func(domain, machine strin
 	})
 }
 
-// BenchmarkStatsSketchCold answers the 720-hour window of a sketch-mode
+// BenchmarkStatsSketchCold queries the 720-hour window of a sketch-mode
 // domain of 100,000 machines spread over 720 hours with the merged-window
 // cache emptied before each query, as after every flush of a live store.
 func BenchmarkStatsSketchCold(b *testing.B) {

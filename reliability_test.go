@@ -76,7 +76,7 @@ func TestBufferedMemoryBurst(t *testing.T) {
 	// Memory must not grow with the burst: the last tenth may not use
 	// much more than an early one in which the buffer had already filled.
 	// A new domain adds 2 entries, so the buffer reaches twice its bound,
-	// where Record flushes, after maxBuffered domains; the reference is
+	// where Record flushes, after maxBuffered domains. The reference is
 	// the tenth after that one.
 	full := min(maxBuffered*10/burst+1, 8)
 	if last, early := peaks[9], peaks[full]; last > early*2+32<<20 {

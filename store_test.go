@@ -333,7 +333,7 @@ func TestStatsErrors(t *testing.T) {
 func TestRetentionFollowsNewestEvent(t *testing.T) {
 	// A replay of 2018 logs with today's clock: retention counts back from
 	// the newest event, so nothing is pruned for being old by the wall
-	// clock, and a clock ending at the newest event sees all of it.
+	// clock, and a clock ending at the newest event covers all of it.
 	newest := time.Date(2018, 3, 24, 17, 36, 14, 0, time.UTC)
 	s := openTestStore(t, &Options{
 		Retention: 24 * time.Hour,

@@ -99,7 +99,7 @@ func parseZeekTime(t *testing.T, ts string) time.Time {
 func TestZeekDNSMatchesExactCount(t *testing.T) {
 	events := readZeekDNS(t, sharedData(t, "zeek-wrccdc-2018/dns.log.gz"))
 
-	// The exact answer, computed without the store. Times keep whole
+	// The exact statistics, computed without the store. Times keep whole
 	// milliseconds, the precision the store guarantees.
 	type exactStats struct {
 		machines    map[string]bool

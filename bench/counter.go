@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Result is what a Counter returns for one domain and window.
+// Result is the count and first and last seen time of one domain in one
+// window, as a Counter returns them.
 type Result struct {
 	Machines  int64     // distinct machines in the window
 	FirstSeen time.Time // earliest event in the window, zero when unknown

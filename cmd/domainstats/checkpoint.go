@@ -46,8 +46,8 @@ func (c checkpoint) encode() []byte {
 	c.Version = checkpointVersion
 	data, err := json.Marshal(c)
 	if err != nil {
-		// Marshal fails only on channels, functions and the like, which
-		// checkpoint does not contain.
+		// checkpoint holds only numbers, strings and byte slices, which
+		// json.Marshal always encodes.
 		panic(err)
 	}
 	return data
