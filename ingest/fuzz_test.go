@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 )
 
 // checkReader reads input to the end and checks what must hold for any
@@ -38,7 +39,7 @@ func checkReader(t *testing.T, input []byte, format Format) {
 			return
 		}
 
-		if e.Domain == "" || e.Machine == "" || e.Time.IsZero() && format != FormatCSV {
+		if e.Domain == "" || e.Machine == "" || e.Time.Before(time.Unix(0, 0)) {
 			t.Fatalf("incomplete event %+v", e)
 		}
 		if e.Offset < lastOffset || e.Line < lastLine {

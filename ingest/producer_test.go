@@ -151,6 +151,30 @@ func TestZeekTSVProducerShapes(t *testing.T) {
 	checkProducerCases(t, tests)
 }
 
+func TestPortOnlyHostSkipped(t *testing.T) {
+	tests := []producerCase{
+		{
+			name:   "zeek http tsv",
+			format: FormatZeek,
+			input: "#fields\tts\tid.orig_h\thost\n" +
+				"1709301600\t10.0.0.5\t:8080\n" +
+				"1709301601\t10.0.0.5\t[]:8080\n" +
+				"1709301602\t10.0.0.5\twww.example.com:8080\n",
+			want: got{
+				Events: []string{"www.example.com 10.0.0.5 2024-03-01T14:00:02Z"},
+				Skips:  []string{"2:missing_domain", "3:missing_domain"},
+			},
+		},
+		{
+			name:   "zeek http json",
+			format: FormatZeekJSON,
+			input:  `{"_path":"http","ts":1709301600,"id.orig_h":"10.0.0.5","host":":80"}` + "\n",
+			want:   got{Skips: []string{"1:missing_domain"}},
+		},
+	}
+	checkProducerCases(t, tests)
+}
+
 func TestZeekJSONProducerShapes(t *testing.T) {
 	tests := []producerCase{
 		{

@@ -365,7 +365,12 @@ func (r *Reader) parseLine(line []byte, lineStart int64, end *Position) []item {
 	var items []item
 	err := r.parser.parse(line, func(f fields) {
 		// Every format is checked here, after its parser has cut the
-		// host out of a URL or host:port.
+		// host out of a URL or host:port. A value such as ":8080" leaves
+		// an empty host.
+		if f.domain == "" {
+			items = append(items, item{skip: r.skipError(ReasonMissingDomain, "host is empty once the port is removed")})
+			return
+		}
 		if isIPAddress(f.domain) {
 			items = append(items, item{skip: r.skipError(ReasonIPAddress, fmt.Sprintf("%s is an IP address, not a domain", f.domain))})
 			return

@@ -648,3 +648,35 @@ func TestTimeFormsAccepted(t *testing.T) {
 		})
 	}
 }
+
+func TestTimeBeforeEpochSkipped(t *testing.T) {
+	input := "domain,machine,time\n" +
+		"a.example.com,m1,0001-01-01 0:00:00\n" +
+		"a.example.com,m1,1969-12-31T23:59:59.999Z\n" +
+		"a.example.com,m1,-1\n" +
+		"a.example.com,m1,-0.5\n" +
+		"a.example.com,m1,0\n"
+	r, err := NewReader(strings.NewReader(input), &Options{Format: FormatCSV})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for line := int64(2); line <= 5; line++ {
+		_, err := r.Next()
+		var skip *SkipError
+		if !errors.As(err, &skip) || skip.Reason != ReasonInvalidTime || skip.Line != line {
+			t.Fatalf("line %d: Next returned %v, want an invalid_time skip", line, err)
+		}
+		if !strings.Contains(skip.Detail, "before 1970-01-01T00:00:00Z") {
+			t.Errorf("line %d: detail %q does not name the earliest time", line, skip.Detail)
+		}
+	}
+
+	e, err := r.Next()
+	if err != nil {
+		t.Fatalf("the epoch itself: %v", err)
+	}
+	if !e.Time.Equal(time.Unix(0, 0)) {
+		t.Errorf("epoch 0 read as %s", e.Time.Format(time.RFC3339Nano))
+	}
+}

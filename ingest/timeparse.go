@@ -17,7 +17,8 @@ var errEmptyTime = errors.New("time is empty")
 const TimeFormats = "RFC 3339 (2024-03-01T14:00:00Z or 2024-03-01T15:00:00+01:00); " +
 	"2024-03-01 14:00:00 or 2024-03-01T14:00:00, with optional fractional seconds, read as UTC; " +
 	"Mar 1, 2024 2:00:00 PM or 3/1/2024 2:00:00 PM, read as UTC; " +
-	"or epoch seconds (optionally with a fraction), milliseconds, microseconds or nanoseconds, told apart by magnitude"
+	"or epoch seconds (optionally with a fraction), milliseconds, microseconds or nanoseconds, told apart by magnitude; " +
+	"no time before 1970-01-01T00:00:00Z"
 
 // zonelessLayouts are read as UTC. Sysmon writes UtcTime in the first
 // form, and Defender portal exports use the last two.
@@ -30,7 +31,21 @@ var zonelessLayouts = []string{
 
 // parseTime reads epoch seconds, milliseconds, microseconds or nanoseconds
 // (distinguished by magnitude), RFC 3339, or one of zonelessLayouts as UTC.
+// A time before the Unix epoch is an error: the store records none, and in
+// telemetry it comes from a clock that was never set.
 func parseTime(s string) (time.Time, error) {
+	t, err := parseTimeForm(s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if t.Before(time.Unix(0, 0)) {
+		return time.Time{}, fmt.Errorf("time %q is before 1970-01-01T00:00:00Z, the earliest time the store records", strings.TrimSpace(s))
+	}
+	return t, nil
+}
+
+// parseTimeForm reads s in the first of the accepted forms that fits.
+func parseTimeForm(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}, errEmptyTime
