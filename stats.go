@@ -106,13 +106,15 @@ func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (_ Stats, e
 	var acc windowAccumulator
 	s.addPending(name, w, &acc)
 	generation := s.cache.currentGeneration()
-	defer guardFaults()()
-	defer recoverDamage(&err, s.path, "domain", name)
-	err = s.db.View(func(tx *bolt.Tx) error {
-		return s.addStored(tx, name, w, generation, &acc)
-	})
-	if err != nil {
-		return Stats{}, s.viewError(err)
+	if !s.blank {
+		defer guardFaults()()
+		defer recoverDamage(&err, s.path, "domain", name)
+		err = s.db.View(func(tx *bolt.Tx) error {
+			return s.addStored(tx, name, w, generation, &acc)
+		})
+		if err != nil {
+			return Stats{}, s.viewError(err)
+		}
 	}
 
 	if !acc.found {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -77,7 +78,8 @@ type Options struct {
 	// ReadOnly opens an existing file for reading only: Stats, Checkpoint
 	// and Verify work, while Record, SetCheckpoint and Flush return
 	// ErrReadOnly. Nothing is written to the file, and other read-only
-	// opens may share it, but not a process that writes.
+	// opens may share it, but not a process that writes. A file that a
+	// process was killed while creating reads as a store without events.
 	ReadOnly bool
 }
 
@@ -102,6 +104,11 @@ type Store struct {
 	flusherFinished chan struct{}
 
 	readOnly bool
+
+	// blank is set for a read-only open of a file that a process stopped
+	// while creating: it is empty, or bbolt wrote its first pages but no
+	// bucket was committed. Such a store holds no events, and db is nil.
+	blank bool
 
 	// flushMu serializes flushes, Verify and the end of Close.
 	flushMu sync.Mutex
@@ -239,6 +246,15 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 	// The freelist is kept in the file (bbolt's default), because without
 	// it Open walks every page, and on a damaged page that walk crashes
 	// the process from a goroutine nothing can recover.
+	// bbolt writes the first pages of an empty file, which a read-only
+	// open cannot do.
+	if s.readOnly {
+		if info, err := os.Stat(s.path); err == nil && info.Size() == 0 {
+			s.openBlank()
+			return nil
+		}
+	}
+
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
 		Timeout:      lockTimeout,
 		FreelistType: bolt.FreelistMapType,
@@ -263,7 +279,21 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 		db.Close()
 		return fmt.Errorf("domainstats: open %s: %w", s.path, err)
 	}
+	if s.blank {
+		s.db = nil
+		return db.Close()
+	}
 	return nil
+}
+
+// openBlank sets up a read-only store for a file without a layout: no
+// events, and the default retention unless Options set one.
+func (s *Store) openBlank() {
+	s.blank = true
+	if s.retentionHours == 0 {
+		s.retentionHours = uint32(DefaultRetention / time.Hour)
+	}
+	s.storedNewest.Store(-1)
 }
 
 // recoverDamage turns a panic of bbolt on a damaged file into an error
@@ -292,6 +322,11 @@ func guardFaults() func() {
 // readFileSettings reads the settings that initFile writes, for a
 // read-only open.
 func (s *Store) readFileSettings(tx *bolt.Tx) error {
+	if first, _ := tx.Cursor().First(); first == nil {
+		s.openBlank()
+		return nil
+	}
+
 	for _, name := range [][]byte{domainsBucket, sketchesBucket, checkpointsBucket, metaBucket} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("%w: bucket %q is missing; is this a domainstats file?", ErrCorrupt, name)
@@ -420,7 +455,10 @@ func (s *Store) Close() error {
 	// Close returns ErrClosed rather than reaching a closed file.
 	s.flushMu.Lock()
 	flushErr := s.flushLocked()
-	closeErr := s.db.Close()
+	var closeErr error
+	if s.db != nil {
+		closeErr = s.db.Close()
+	}
 	s.dbClosed = true
 	s.flushMu.Unlock()
 	if flushErr != nil {
@@ -531,6 +569,9 @@ func (s *Store) Checkpoint(key string) (_ []byte, err error) {
 		return append([]byte{}, value...), nil
 	}
 
+	if s.blank {
+		return nil, nil
+	}
 	defer guardFaults()()
 	defer recoverDamage(&err, s.path, "checkpoint", key)
 	err = s.db.View(func(tx *bolt.Tx) error {

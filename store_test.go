@@ -3,6 +3,7 @@ package domainstats
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -433,6 +434,113 @@ func TestStorePersistsAcrossReopen(t *testing.T) {
 	newest, ok := reopened.Newest()
 	if !ok || !newest.Equal(testNow) {
 		t.Errorf("Newest after reopen = %s, %t; want %s", newest, ok, testNow)
+	}
+}
+
+func TestReadOnlyOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stats.db")
+	writer := openTestStoreAt(t, path, nil)
+	mustRecord(t, writer, "example.com", "host-1", testNow)
+	if err := writer.SetCheckpoint("dns.log", []byte("offset 7")); err != nil {
+		t.Fatal(err)
+	}
+	want := mustStats(t, writer, "example.com", DefaultLookBack)
+	if err := writer.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reader := openTestStoreAt(t, path, &Options{ReadOnly: true})
+	got := mustStats(t, reader, "example.com", DefaultLookBack)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Stats read-only mismatch (-want +got):\n%s", diff)
+	}
+	checkpoint, err := reader.Checkpoint("dns.log")
+	if err != nil || string(checkpoint) != "offset 7" {
+		t.Errorf("Checkpoint read-only = %q, %v; want \"offset 7\"", checkpoint, err)
+	}
+	if err := reader.Record("example.com", "host-2", testNow); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("Record read-only = %v, want ErrReadOnly", err)
+	}
+}
+
+// TestReadOnlyBlankFile opens files as a process killed while creating
+// one leaves them: empty, or with bbolt's first pages and no bucket.
+func TestReadOnlyBlankFile(t *testing.T) {
+	tests := []struct {
+		name   string
+		create func(t *testing.T, path string)
+	}{
+		{
+			name: "empty file",
+			create: func(t *testing.T, path string) {
+				if err := os.WriteFile(path, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "no bucket",
+			create: func(t *testing.T, path string) {
+				db, err := bolt.Open(path, 0o600, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := db.Close(); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "stats.db")
+			tt.create(t, path)
+			checkBlankReadOnly(t, path)
+
+			writer := openTestStoreAt(t, path, nil)
+			mustRecord(t, writer, "example.com", "host-1", testNow)
+			if err := writer.Flush(); err != nil {
+				t.Fatalf("Flush into a blank file failed: %v", err)
+			}
+			if got := mustStats(t, writer, "example.com", DefaultLookBack); got.OrgPrevalence != 1 {
+				t.Errorf("prevalence after writing a blank file = %d, want 1", got.OrgPrevalence)
+			}
+		})
+	}
+}
+
+// checkBlankReadOnly opens the file at path read-only and checks that it
+// reads as a store without events.
+func checkBlankReadOnly(t *testing.T, path string) {
+	t.Helper()
+
+	reader := openTestStoreAt(t, path, &Options{ReadOnly: true})
+	if _, err := reader.Stats("example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stats on a blank file = %v, want ErrNotFound", err)
+	}
+	if checkpoint, err := reader.Checkpoint("dns.log"); err != nil || checkpoint != nil {
+		t.Errorf("Checkpoint on a blank file = %q, %v; want nil, nil", checkpoint, err)
+	}
+	if newest, ok := reader.Newest(); ok {
+		t.Errorf("Newest on a blank file = %s, want none", newest)
+	}
+	if got := reader.Retention(); got != DefaultRetention {
+		t.Errorf("Retention on a blank file = %s, want %s", got, DefaultRetention)
+	}
+
+	report, err := reader.Verify()
+	if err != nil {
+		t.Fatalf("Verify on a blank file failed: %v", err)
+	}
+	if report.DamagedTotal != 0 || report.Domains != 0 || report.Sketches != 0 {
+		t.Errorf("Verify on a blank file = %+v, want an empty clean report", report)
+	}
+
+	if err := reader.Close(); err != nil {
+		t.Errorf("Close of a blank file failed: %v", err)
+	}
+	if _, err := reader.Stats("example.com"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Stats after Close = %v, want ErrClosed", err)
 	}
 }
 

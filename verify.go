@@ -57,6 +57,9 @@ func (s *Store) Verify() (report VerifyReport, err error) {
 	if s.dbClosed {
 		return VerifyReport{}, ErrClosed
 	}
+	if s.blank {
+		return report, nil
+	}
 	defer guardFaults()()
 	defer recoverDamage(&err, s.path, "", "")
 
