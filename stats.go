@@ -95,8 +95,9 @@ func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (_ Stats, e
 			ErrInvalidLookBack, lookBack, s.Retention())
 	}
 
+	// A blank store is read-only, so it has no buffered events either.
 	w, ok := s.window(lookBack)
-	if !ok {
+	if !ok || s.blank {
 		return Stats{}, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 
@@ -106,15 +107,13 @@ func (s *Store) StatsLookBack(domain string, lookBack time.Duration) (_ Stats, e
 	var acc windowAccumulator
 	s.addPending(name, w, &acc)
 	generation := s.cache.currentGeneration()
-	if !s.blank {
-		defer guardFaults()()
-		defer recoverDamage(&err, s.path, "domain", name)
-		err = s.db.View(func(tx *bolt.Tx) error {
-			return s.addStored(tx, name, w, generation, &acc)
-		})
-		if err != nil {
-			return Stats{}, s.viewError(err)
-		}
+	defer guardFaults()()
+	defer recoverDamage(&err, s.path, "domain", name)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return s.addStored(tx, name, w, generation, &acc)
+	})
+	if err != nil {
+		return Stats{}, s.viewError(err)
 	}
 
 	if !acc.found {

@@ -243,9 +243,6 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 	defer guardFaults()()
 	defer recoverDamage(&err, s.path, "", "")
 
-	// The freelist is kept in the file (bbolt's default), because without
-	// it Open walks every page, and on a damaged page that walk crashes
-	// the process from a goroutine nothing can recover.
 	// bbolt writes the first pages of an empty file, which a read-only
 	// open cannot do.
 	if s.readOnly {
@@ -255,6 +252,9 @@ func (s *Store) openFile(lockTimeout time.Duration) (err error) {
 		}
 	}
 
+	// The freelist is kept in the file (bbolt's default), because without
+	// it Open walks every page, and on a damaged page that walk crashes
+	// the process from a goroutine nothing can recover.
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
 		Timeout:      lockTimeout,
 		FreelistType: bolt.FreelistMapType,
@@ -456,7 +456,7 @@ func (s *Store) Close() error {
 	s.flushMu.Lock()
 	flushErr := s.flushLocked()
 	var closeErr error
-	if s.db != nil {
+	if !s.blank {
 		closeErr = s.db.Close()
 	}
 	s.dbClosed = true

@@ -674,7 +674,7 @@ func TestTimeBeforeEpochSkipped(t *testing.T) {
 
 	e, err := r.Next()
 	if err != nil {
-		t.Fatalf("the epoch itself: %v", err)
+		t.Fatalf("Next at epoch 0 failed: %v", err)
 	}
 	if !e.Time.Equal(time.Unix(0, 0)) {
 		t.Errorf("epoch 0 read as %s", e.Time.Format(time.RFC3339Nano))

@@ -31,15 +31,15 @@ var zonelessLayouts = []string{
 
 // parseTime reads epoch seconds, milliseconds, microseconds or nanoseconds
 // (distinguished by magnitude), RFC 3339, or one of zonelessLayouts as UTC.
-// A time before the Unix epoch is an error: the store records none, and in
-// telemetry it comes from a clock that was never set.
+// A time before the Unix epoch is an error, because the store records none
+// and in telemetry such a time usually comes from an unset clock.
 func parseTime(s string) (time.Time, error) {
 	t, err := parseTimeForm(s)
 	if err != nil {
 		return time.Time{}, err
 	}
 	if t.Before(time.Unix(0, 0)) {
-		return time.Time{}, fmt.Errorf("time %q is before 1970-01-01T00:00:00Z, the earliest time the store records", strings.TrimSpace(s))
+		return time.Time{}, fmt.Errorf("invalid time %q: before 1970-01-01T00:00:00Z, the earliest time the store records", strings.TrimSpace(s))
 	}
 	return t, nil
 }
